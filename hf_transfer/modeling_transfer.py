@@ -1,0 +1,885 @@
+# Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
+"""Transfer-learning models: timm and transformers backbones behind one interface, fusion, replaceable heads.
+
+This file imports only `torch`, `transformers` and `timm` (and its sibling configuration file), so that a pushed
+checkpoint can carry it as remote code and load with `trust_remote_code=True` where hf_transfer is not installed.
+"""
+
+import copy
+import difflib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput, SequenceClassifierOutput
+from transformers.modeling_utils import load_state_dict
+
+from .configuration_transfer import POOLING_MODES, TransferConfig
+
+logger = logging.getLogger(__name__)
+
+IMAGE_INPUTS = ("pixel_values",)
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
+# Parameter names of transformers encoders carry the layer index after one of these words.
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|stages|stage)\.(\d+)(?:\.|$)")
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@dataclass
+class BackboneSpec:
+    """What a user asks for when building a model: a backbone and how to use it.
+
+    Args:
+        name: A Hub id or local directory of a transformers checkpoint, a `timm/...` Hub repo, a saved hf_transfer
+            model, or a timm architecture name (optionally prefixed `timm:`, with an optional pretrained tag such as
+            `resnet18.a1_in1k`).
+        weights: A local weights file (safetensors or a PyTorch state dict) for a timm architecture.
+        pretrained: Load pretrained weights (`False` gives a random-init backbone with the library's own init).
+        pooling: `"auto"` (what fits the backbone), `"cls"`, `"pooler"`, `"mean"`, `"max"` (transformers
+            backbones) or a timm global pool (`"avg"`, `"max"`, `"avgmax"`, `"catavgmax"`, `"token"`).
+        freeze: Overrides the model-wide freezing for this backbone: `"none"`, `"backbone"` or a number of
+            frozen layer groups.
+    """
+
+    name: str
+    weights: str | None = None
+    pretrained: bool = True
+    pooling: str = "auto"
+    freeze: str | int | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Backbone adapters: one interface over timm and transformers models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class TimmBackbone(nn.Module):
+    """A timm model as a feature extractor: `pixel_values` → pooled features with timm's own global pool."""
+
+    modality = "image"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        # timm modules keep timm's own initialisation: `_init_weights` must not touch them.
+        for module in self.model.modules():
+            module._hf_transfer_timm = True
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TimmBackbone":
+        """Rebuilds the architecture (random init) from its stored timm config."""
+        model = timm.create_model(
+            config["architecture"],
+            pretrained=False,
+            num_classes=0,
+            pretrained_cfg=config.get("pretrained_cfg") or None,
+            **(config.get("model_args") or {}),
+        )
+        return cls(model)
+
+    @property
+    def feature_dim(self) -> int:
+        dim = getattr(self.model, "head_hidden_size", None) or self.model.num_features
+        return (
+            dim * 2
+            if getattr(self.model, "global_pool", None) is not None and _pool_type(self.model) == "catavgmax"
+            else dim
+        )
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = self.model.forward_features(inputs["pixel_values"])
+        return self.model.forward_head(features, pre_logits=True)
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter names per layer group, from the input to the output (timm's `group_matcher`)."""
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        return [[f"model.{name}" for name in groups[key]] for key in sorted(groups)]
+
+    def set_grad_checkpointing(self, enable: bool = True, **kwargs) -> None:
+        if hasattr(self.model, "set_grad_checkpointing"):
+            self.model.set_grad_checkpointing(enable)
+
+
+def _pool_type(model: nn.Module) -> str | None:
+    pool = getattr(model, "global_pool", None)
+    return getattr(pool, "pool_type", pool if isinstance(pool, str) else None)
+
+
+class TransformersBackbone(nn.Module):
+    """A transformers base model (`AutoModel`) as a feature extractor with a pooling fit for it."""
+
+    def __init__(self, model: PreTrainedModel, pooling: str):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+        self.modality = "image" if model.main_input_name == "pixel_values" else "text"
+        self.input_names = IMAGE_INPUTS if self.modality == "image" else TEXT_INPUTS
+
+    @classmethod
+    def from_config(cls, config: dict, pooling: str) -> "TransformersBackbone":
+        """Rebuilds the architecture (random init) from its stored transformers config."""
+        config = copy.deepcopy(config)
+        backbone_config = AutoConfig.for_model(config.pop("model_type"), **config)
+        return cls(AutoModel.from_config(backbone_config), pooling)
+
+    @property
+    def feature_dim(self) -> int:
+        config = self.model.config
+        dim = getattr(config, "hidden_size", None)
+        if dim is None and getattr(config, "hidden_sizes", None):
+            dim = config.hidden_sizes[-1]
+        if dim is None:
+            raise ValueError(f"Cannot tell the feature width of {config.model_type} (no hidden_size/hidden_sizes).")
+        return dim
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs = self.model(**inputs, return_dict=True)
+        if self.pooling == "pooler":
+            if outputs.pooler_output is None:
+                raise ValueError(
+                    f"{self.model.config.model_type} has no pooler output; choose pooling 'cls' or 'mean'."
+                )
+            return outputs.pooler_output.flatten(1)
+        hidden = outputs.last_hidden_state
+        if hidden.dim() == 4:  # convolutional feature map (batch, channels, height, width)
+            return hidden.mean((2, 3)) if self.pooling == "mean" else hidden.amax((2, 3))
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = inputs.get("attention_mask")
+        mask = torch.ones(hidden.shape[:2], device=hidden.device) if mask is None else mask
+        mask = mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "mean":
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter names per layer group: embeddings, each encoder layer (by its index), then the rest."""
+        indexed: dict[int, list[str]] = {}
+        for name, _ in self.model.named_parameters():
+            match = _LAYER_INDEX.search(name)
+            if match:
+                key = int(match.group(1)) + 1
+            elif "embed" in name:
+                key = 0
+            else:  # pooler, final norm
+                key = 1_000_000
+            indexed.setdefault(key, []).append(f"model.{name}")
+        return [indexed[key] for key in sorted(indexed)]
+
+    def set_grad_checkpointing(self, enable: bool = True, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        if not self.model.supports_gradient_checkpointing:
+            return
+        if enable:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        else:
+            self.model.gradient_checkpointing_disable()
+
+
+def build_backbone(spec: dict) -> nn.Module:
+    """Builds the backbone module described by one entry of `TransferConfig.backbones` (random init)."""
+    if spec["library"] == "timm":
+        return TimmBackbone.from_config(spec["config"])
+    return TransformersBackbone.from_config(spec["config"], spec["pooling"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading pretrained backbones
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def load_weights_file(model: nn.Module, path: str) -> None:
+    """Loads a local weights file into a timm model.
+
+    Tensor names are matched first; a file whose names differ but whose tensors have the same count, order and
+    shapes (a port of the same architecture from another codebase) is matched in order.
+
+    Raises:
+        ValueError: if the file's tensors match the model's neither by name nor in order.
+    """
+    state_dict = load_state_dict(path, weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    target = model.state_dict()
+    if set(state_dict) == set(target):
+        model.load_state_dict(state_dict)
+        return
+    if len(state_dict) == len(target) and all(
+        a.shape == b.shape for a, b in zip(state_dict.values(), target.values())
+    ):
+        logger.info("Tensor names in %s differ from the model's; matched %d tensors in order.", path, len(target))
+        model.load_state_dict(dict(zip(target.keys(), state_dict.values())))
+        return
+    missing = sorted(set(target) - set(state_dict))[:5]
+    unexpected = sorted(set(state_dict) - set(target))[:5]
+    raise ValueError(
+        f"Weights file {path} does not fit {type(model).__name__}: {len(state_dict)} tensors in the file, "
+        f"{len(target)} in the model; missing e.g. {missing}, unexpected e.g. {unexpected}."
+    )
+
+
+def _timm_data_config(model: nn.Module) -> dict:
+    data_config = timm.data.resolve_data_config({}, model=model)
+    return {
+        "input_size": list(data_config["input_size"]),
+        "mean": list(data_config["mean"]),
+        "std": list(data_config["std"]),
+        "interpolation": data_config["interpolation"],
+        "crop_pct": data_config["crop_pct"],
+        "crop_mode": data_config.get("crop_mode", "center"),
+    }
+
+
+def _timm_spec(model: nn.Module, architecture: str, model_args: dict) -> dict:
+    pretrained_cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    # local paths ("file", "source") are not part of the architecture and must not be published
+    pretrained_cfg = {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in pretrained_cfg.items() if k not in ("file", "source")
+    }
+    return {
+        "library": "timm",
+        "modality": "image",
+        "config": {"architecture": architecture, "pretrained_cfg": pretrained_cfg, "model_args": model_args},
+        "data_config": _timm_data_config(model),
+    }
+
+
+def _load_timm(name: str, spec: BackboneSpec) -> tuple[nn.Module, dict]:
+    model_args = {"global_pool": spec.pooling} if spec.pooling in _TIMM_POOLS else {}
+    if spec.weights:
+        model = timm.create_model(name, pretrained=False, **model_args)
+        load_weights_file(model, spec.weights)
+        model.reset_classifier(0, **model_args)
+    else:
+        model = timm.create_model(name, pretrained=spec.pretrained, num_classes=0, **model_args)
+    architecture = name.split(".")[0]
+    return TimmBackbone(model), _timm_spec(model, architecture, model_args)
+
+
+def _is_sentence_transformer(name: str) -> bool:
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(name, "modules.json", _raise_exceptions_for_missing_entries=False) is not None
+    except Exception:  # offline, gated, ... : fall back to the architecture's own pooling
+        return False
+
+
+def _default_pooling(model: PreTrainedModel, name: str) -> str:
+    pooler = getattr(model, "pooler", None)
+    has_learned_pooler = isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules())
+    if model.main_input_name == "pixel_values":
+        # ViT's pooler is an untrained dense layer in most checkpoints: use the (normed) CLS token instead.
+        return "cls" if has_learned_pooler else "pooler"
+    if _is_sentence_transformer(name):
+        return "mean"  # sentence-transformers encoders are trained with mean pooling
+    return "pooler" if has_learned_pooler else "cls"
+
+
+def _image_processor_data_config(name: str, model: PreTrainedModel) -> dict:
+    """A timm-style data config from a transformers image processor (falls back to ImageNet defaults)."""
+    try:
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(name)
+    except Exception as err:  # no processor saved with the checkpoint
+        size = getattr(model.config, "image_size", 224)
+        logger.warning("No image processor for %s (%s); using %d px and ImageNet mean/std.", name, err, size)
+        return {
+            "input_size": [3, size, size],
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "interpolation": "bicubic",
+            "crop_pct": 1.0,
+            "crop_mode": "center",
+        }
+    size = dict(getattr(processor, "size", None) or {})
+    crop = dict(getattr(processor, "crop_size", None) or {}) if getattr(processor, "do_center_crop", False) else {}
+    height = crop.get("height") or size.get("height") or size.get("shortest_edge") or 224
+    width = crop.get("width") or size.get("width") or size.get("shortest_edge") or height
+    resize = size.get("shortest_edge") or size.get("height") or height
+    resample = getattr(processor, "resample", None)
+    interpolation = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(
+        int(resample) if resample is not None else 3, "bicubic"
+    )
+    return {
+        "input_size": [3, height, width],
+        "mean": list(processor.image_mean),
+        "std": list(processor.image_std),
+        "interpolation": interpolation,
+        "crop_pct": min(1.0, height / resize) if crop else 1.0,
+        "crop_mode": "center",
+    }
+
+
+def _unknown_backbone_error(name: str, reason: str) -> ValueError:
+    close = difflib.get_close_matches(name.removeprefix("timm:").split(".")[0], timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Close timm architecture names: {', '.join(close)}." if close else ""
+    return ValueError(
+        f"Unknown backbone {name!r}: {reason}. A backbone is a Hub id or local directory of a transformers, "
+        f"timm or hf_transfer checkpoint, or a timm architecture name (see `timm.list_models()`).{hint}"
+    )
+
+
+def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
+    """Loads the backbone(s) named by `spec` with their weights.
+
+    Returns:
+        A list of `(module, stored_spec)` pairs: one for a transformers or timm backbone, several for a saved
+        hf_transfer model (its backbones are reused with their trained weights).
+    """
+    name = str(spec.name)
+    if name.startswith("timm:"):
+        if not timm.is_model(name[5:]):
+            raise _unknown_backbone_error(name, "not a timm architecture")
+        pairs = [_load_timm(name[5:], spec)]
+    elif os.path.isdir(name) or ("/" in name and not os.path.exists(name)):
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except Exception as err:
+            raise _unknown_backbone_error(name, f"no loadable config ({type(err).__name__}: {err})") from err
+        if config.model_type == "hf_transfer":
+            transfer = TransferModel.from_pretrained(name)
+            pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(transfer.backbones, config.backbones)]
+        elif config.model_type == "timm_wrapper":
+            # timm's own Hub-format loader (what `timm.create_model("hf-hub:...")` uses); transformers' TimmWrapper
+            # chokes on repos whose `model_args` hold `num_classes`.
+            prefix = "local-dir:" if os.path.isdir(name) else "hf-hub:"
+            model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
+            if spec.pooling in _TIMM_POOLS:
+                model_args["global_pool"] = spec.pooling
+            model = timm.create_model(prefix + name, pretrained=spec.pretrained, num_classes=0, **model_args)
+            pairs = [(TimmBackbone(model), _timm_spec(model, config.architecture, model_args))]
+        else:
+            model = AutoModel.from_pretrained(name)
+            if model.main_input_name not in ("pixel_values", "input_ids"):
+                raise ValueError(
+                    f"Backbone {name!r} ({config.model_type}) takes {model.main_input_name!r}; hf_transfer supports "
+                    "image backbones (pixel_values) and text backbones (input_ids)."
+                )
+            pooling = spec.pooling if spec.pooling not in ("auto", "timm") else _default_pooling(model, name)
+            backbone = TransformersBackbone(model, pooling)
+            stored = {"library": "transformers", "modality": backbone.modality, "config": model.config.to_dict()}
+            if backbone.modality == "image":
+                stored["data_config"] = _image_processor_data_config(name, model)
+            pairs = [(backbone, stored)]
+    elif timm.is_model(name):
+        pairs = [_load_timm(name, spec)]
+    else:
+        raise _unknown_backbone_error(name, "not a local directory, Hub id or timm architecture")
+
+    for module, stored in pairs:
+        stored.setdefault("source", name)
+        stored["pooling"] = getattr(module, "pooling", None) or stored.get("pooling") or "timm"
+        if stored["library"] == "timm":
+            stored["pooling"] = spec.pooling if spec.pooling in _TIMM_POOLS else stored.get("pooling", "timm")
+            if stored["pooling"] == "auto":
+                stored["pooling"] = "timm"
+        stored["feature_dim"] = module.feature_dim
+        stored["freeze"] = spec.freeze if spec.freeze is not None else stored.get("freeze")
+    return pairs
+
+
+def _validated_config(**kwargs: Any) -> TransferConfig:
+    """`TransferConfig(**kwargs)`, with a bad option reported as a plain `ValueError` naming the valid ones."""
+    try:
+        return TransferConfig(**kwargs)
+    except Exception as err:
+        cause = err.__cause__ if isinstance(err.__cause__, (ValueError, TypeError)) else None
+        if cause is None and type(err).__name__.startswith("Strict"):
+            raise ValueError(str(err)) from err
+        if cause is not None:
+            raise ValueError(str(cause)) from err
+        raise
+
+
+def _assign_input_suffixes(specs: list[dict]) -> None:
+    """Backbones share `pixel_values` when their preprocessing is the same; otherwise each gets its own key."""
+    first_image, first_text = None, None
+    for i, spec in enumerate(specs):
+        if spec["modality"] == "image":
+            if first_image is None:
+                first_image = spec
+            spec["input_suffix"] = "" if spec["data_config"] == first_image["data_config"] else f"_{i}"
+        else:
+            spec["input_suffix"] = "" if first_text is None else f"_{i}"
+            first_text = first_text or spec
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fusion and heads
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class FeatureFusion(nn.Module):
+    """Projects each backbone's features to a common width and fuses them.
+
+    `concat` concatenates; `weighted_sum` computes Σ αᵢ fᵢ with α = softmax(learned logits); `gated` weighs the
+    backbones per sample with softmax gates computed from all features; `attention` runs self-attention across the
+    backbones' features (one token each, plus a learned backbone embedding) and averages the tokens.
+    """
+
+    def __init__(self, method: str, input_dims: list[int], dim: int, num_heads: int = 4):
+        super().__init__()
+        self.method = method
+        count = len(input_dims)
+        self.projections = nn.ModuleList(nn.Linear(d, dim) for d in input_dims)
+        if method == "weighted_sum":
+            self.fusion_logits = nn.Parameter(torch.zeros(count))
+        elif method == "gated":
+            self.gate = nn.Linear(count * dim, count)
+        elif method == "attention":
+            self.backbone_embeddings = nn.Parameter(torch.zeros(count, dim))
+            self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+            self.norm = nn.LayerNorm(dim)
+        self.output_dim = count * dim if method == "concat" else dim
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        projected = [projection(f) for projection, f in zip(self.projections, features)]
+        if self.method == "concat":
+            return torch.cat(projected, dim=-1)
+        stacked = torch.stack(projected, dim=1)  # (batch, backbones, dim)
+        if self.method == "weighted_sum":
+            return torch.einsum("n,bnd->bd", self.fusion_logits.softmax(0), stacked)
+        if self.method == "gated":
+            gates = self.gate(torch.cat(projected, dim=-1)).softmax(-1)
+            return (gates.unsqueeze(-1) * stacked).sum(1)
+        tokens = stacked + self.backbone_embeddings
+        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        return self.norm(tokens + attended).mean(1)
+
+    def weights(self) -> torch.Tensor | None:
+        """The softmax-normalised backbone weights of `weighted_sum` (None for other methods)."""
+        return self.fusion_logits.detach().softmax(0) if self.method == "weighted_sum" else None
+
+
+class ClassificationHead(nn.Module):
+    """Linear or MLP head: [Dropout → Linear → activation] × hidden layers → Dropout → Linear."""
+
+    def __init__(self, input_dim: int, num_labels: int, kind: str, hidden_sizes=None, activation="relu", dropout=0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = input_dim
+        for hidden in hidden_sizes or [] if kind == "mlp" else []:
+            layers += [nn.Dropout(dropout), nn.Linear(width, hidden), _ACTIVATIONS[activation]()]
+            width = hidden
+        layers += [nn.Dropout(dropout), nn.Linear(width, num_labels)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class TransferPreTrainedModel(PreTrainedModel):
+    """Weights initialisation, freezing and loading shared by the hf_transfer models."""
+
+    config: TransferConfig
+    config_class = TransferConfig
+    base_model_prefix = "transfer"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False
+    _no_split_modules = []
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if getattr(module, "_hf_transfer_timm", False):
+            # timm layers keep timm's own init (pretrained or not); only non-persistent buffers, which loading
+            # on the meta device leaves empty, are recomputed (as transformers' TimmWrapper does).
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+            return
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            module._reset_parameters()
+        elif isinstance(module, FeatureFusion):
+            for name in ("fusion_logits", "backbone_embeddings"):
+                if hasattr(module, name):
+                    init.zeros_(getattr(module, name))
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then the freezing recorded in the config is applied again."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.apply_freezing()
+        return loaded
+
+    @classmethod
+    def from_backbones(
+        cls,
+        backbones: "str | BackboneSpec | list[str | BackboneSpec]",
+        *,
+        pretrained: bool = True,
+        pooling: str = "auto",
+        **config_kwargs: Any,
+    ) -> "TransferPreTrainedModel":
+        """Builds a model on pretrained backbones, downloading each backbone once.
+
+        Args:
+            backbones: One backbone or a list (several are fused). Each is a name (see `BackboneSpec.name`) or a
+                `BackboneSpec`.
+            pretrained: Load pretrained weights for backbones given by name (`False`: random init).
+            pooling: Pooling for backbones given by name (`"auto"` picks what fits each backbone).
+            **config_kwargs: `TransferConfig` arguments: `num_labels`, `id2label`, `problem_type`, `head`,
+                `head_hidden_sizes`, `head_dropout`, `fusion`, `fusion_dim`, `freeze`, `num_frozen_groups`, ...
+
+        Example:
+            ```python
+            >>> from hf_transfer import TransferForImageClassification
+            >>> model = TransferForImageClassification.from_backbones(
+            ...     "timm:test_resnet", pretrained=False, num_labels=10, head="mlp", head_hidden_sizes=[64]
+            ... )
+            ```
+        """
+        _validated_config(**config_kwargs)  # fail on a bad option before any download
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"Unknown pooling {pooling!r}; valid values are: {', '.join(POOLING_MODES)}.")
+        items = backbones if isinstance(backbones, (list, tuple)) else [backbones]
+        if not items:
+            raise ValueError("from_backbones needs at least one backbone.")
+        modules, specs = [], []
+        for item in items:
+            spec = (
+                item
+                if isinstance(item, BackboneSpec)
+                else BackboneSpec(str(item), pretrained=pretrained, pooling=pooling)
+            )
+            for module, stored in load_backbones(spec):
+                modules.append(module)
+                specs.append(stored)
+        _assign_input_suffixes(specs)
+        config = _validated_config(backbones=specs, **config_kwargs)
+        return cls(config, backbones=modules)
+
+    def apply_freezing(self) -> None:
+        """Sets `requires_grad` from the config: frozen backbones or first layer groups get no gradients."""
+        transfer = self.get_base_model()
+        for index, backbone in enumerate(transfer.backbones):
+            freeze = self.config.backbone_freeze(index)
+            groups = backbone.layer_groups()
+            if freeze == "backbone":
+                frozen = len(groups)
+            elif freeze == "none":
+                frozen = 0
+            else:
+                frozen = int(freeze)
+                if frozen > len(groups):
+                    raise ValueError(
+                        f"Cannot freeze {frozen} layer groups of backbone {index} "
+                        f"({self.config.backbones[index]['source']}): it has {len(groups)}. "
+                        "Use freeze='backbone' to freeze all of it."
+                    )
+            transfer.set_trainable_groups(index, trainable_from=frozen)
+
+    def get_base_model(self) -> "TransferModel":
+        return getattr(self, self.base_model_prefix, self)
+
+    def train(self, mode: bool = True):
+        """Like `nn.Module.train`, but BatchNorm layers whose parameters are frozen stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters()
+                ):
+                    module.eval()
+        return self
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        """Turns on gradient checkpointing in every backbone that supports it."""
+        for backbone in self.get_base_model().backbones:
+            if isinstance(backbone, TransformersBackbone):
+                backbone.set_grad_checkpointing(True, gradient_checkpointing_kwargs)
+            else:
+                backbone.set_grad_checkpointing(True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for backbone in self.get_base_model().backbones:
+            backbone.set_grad_checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        backbones = self.get_base_model().backbones
+        return any(
+            getattr(b.model, "is_gradient_checkpointing", False) or getattr(b.model, "grad_checkpointing", False)
+            for b in backbones
+        )
+
+
+class TransferModel(TransferPreTrainedModel):
+    """Backbone(s) and fusion: inputs → one feature vector per example (`pooler_output`).
+
+    Each backbone reads its own inputs: image backbones `pixel_values{suffix}`, text backbones
+    `input_ids{suffix}` / `attention_mask{suffix}` / `token_type_ids{suffix}`, with the suffix stored in the config
+    (empty for the first backbone of a modality). A backbone whose parameters are all frozen runs without building
+    an autograd graph.
+    """
+
+    def __init__(self, config: TransferConfig, backbones: list[nn.Module] | None = None):
+        super().__init__(config)
+        if not config.backbones:
+            raise ValueError("TransferConfig.backbones is empty: build the model with `from_backbones(...)`.")
+        self.backbones = nn.ModuleList(backbones or [build_backbone(spec) for spec in config.backbones])
+        input_dims = [spec["feature_dim"] for spec in config.backbones]
+        if len(input_dims) > 1:
+            self.fusion = FeatureFusion(config.fusion, input_dims, config.fusion_dim, config.fusion_num_heads)
+            self.feature_dim = self.fusion.output_dim
+        else:
+            self.fusion = None
+            self.feature_dim = input_dims[0]
+        self.main_input_name = "input_ids" if config.backbones[0]["modality"] == "text" else "pixel_values"
+        self.post_init()
+        self.apply_freezing()
+
+    def input_names(self) -> list[str]:
+        """Every input key the backbones read."""
+        names = []
+        for spec in self.config.backbones:
+            base = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS
+            names += [f"{name}{spec['input_suffix']}" for name in base if f"{name}{spec['input_suffix']}" not in names]
+        return names
+
+    def set_trainable_groups(self, index: int, trainable_from: int) -> None:
+        """Freezes the first `trainable_from` layer groups of backbone `index` and unfreezes the others."""
+        backbone = self.backbones[index]
+        parameters = dict(backbone.named_parameters())
+        for group_index, names in enumerate(backbone.layer_groups()):
+            for name in names:
+                parameters[name].requires_grad_(group_index >= trainable_from)
+
+    def fusion_weights(self) -> dict[str, float] | None:
+        """Learned `weighted_sum` weights per backbone source (None for other fusions or a single backbone)."""
+        weights = self.fusion.weights() if self.fusion is not None else None
+        if weights is None:
+            return None
+        return {f"{i}:{spec['source']}": float(w) for i, (spec, w) in enumerate(zip(self.config.backbones, weights))}
+
+    def _backbone_inputs(self, index: int, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        spec = self.config.backbones[index]
+        suffix = spec["input_suffix"]
+        required = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS[:1]
+        optional = () if spec["modality"] == "image" else TEXT_INPUTS[1:]
+        selected = {}
+        for name in required + optional:
+            value = inputs.get(f"{name}{suffix}")
+            if value is None and name in required:
+                given = sorted(k for k, v in inputs.items() if v is not None)
+                raise ValueError(
+                    f"Missing input `{name}{suffix}` for backbone {index} ({spec['source']}, {spec['modality']}). "
+                    f"This model reads: {', '.join(self.input_names())}; got: {', '.join(given) or 'nothing'}. "
+                    "(With the Trainer, set `remove_unused_columns=False` so that it keeps every input key.)"
+                )
+            if value is not None:
+                selected[name] = value
+        return selected
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **backbone_inputs: torch.Tensor,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`.
+        """
+        inputs = dict(
+            pixel_values=pixel_values,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+        )
+        unexpected = set(backbone_inputs) - set(self.input_names())
+        if unexpected:
+            raise TypeError(
+                f"Unexpected inputs {sorted(unexpected)}; this model reads: {', '.join(self.input_names())}."
+            )
+        inputs.update(backbone_inputs)
+        features = []
+        for index, backbone in enumerate(self.backbones):
+            selected = self._backbone_inputs(index, inputs)
+            trainable = torch.is_grad_enabled() and any(p.requires_grad for p in backbone.parameters())
+            with torch.set_grad_enabled(trainable):
+                features.append(backbone(selected))
+        pooled = self.fusion(features) if self.fusion is not None else features[0]
+        return BaseModelOutputWithPooling(
+            last_hidden_state=None,
+            pooler_output=pooled,
+            hidden_states=tuple(features) if output_hidden_states else None,
+        )
+
+
+class TransferForClassification(TransferPreTrainedModel):
+    """Backbone(s), fusion and a replaceable head; the loss follows `config.problem_type`."""
+
+    _output_class = ImageClassifierOutput
+
+    def __init__(self, config: TransferConfig, backbones: list[nn.Module] | None = None):
+        super().__init__(config)
+        self.transfer = TransferModel(config, backbones=backbones)
+        self.main_input_name = self.transfer.main_input_name
+        self.num_labels = config.num_labels
+        self.head = self._build_head()
+        self.post_init()
+        self.apply_freezing()
+
+    def _build_head(self) -> ClassificationHead:
+        config = self.config
+        return ClassificationHead(
+            self.transfer.feature_dim,
+            config.num_labels,
+            config.head,
+            config.head_hidden_sizes,
+            config.head_activation,
+            config.head_dropout,
+        )
+
+    def replace_head(
+        self,
+        num_labels: int,
+        id2label: dict[int, str] | None = None,
+        problem_type: str | None = None,
+        **head_options: Any,
+    ) -> None:
+        """Replaces the head with a freshly initialised one, keeping the backbones and the fusion.
+
+        Args:
+            num_labels: Number of outputs of the new head (e.g. 100 for CIFAR-100 after CIFAR-10).
+            id2label: Label names of the new task.
+            problem_type: The new task's problem type (kept when not given).
+            **head_options: `head`, `head_hidden_sizes`, `head_activation`, `head_dropout` to change the head's shape.
+        """
+        if num_labels < 1:
+            raise ValueError(f"num_labels must be >= 1, got {num_labels}.")
+        options = {
+            k: getattr(self.config, k) for k in ("head", "head_hidden_sizes", "head_activation", "head_dropout")
+        }
+        unknown = set(head_options) - set(options)
+        if unknown:
+            raise ValueError(f"Unknown head options {sorted(unknown)}; valid ones are: {', '.join(options)}.")
+        options.update(head_options)
+        _validated_config(num_labels=num_labels, **options)  # validates the new head
+        for key, value in options.items():
+            setattr(self.config, key, value)
+        self.config.id2label = (
+            dict(enumerate(id2label.values() if isinstance(id2label, dict) else id2label))
+            if id2label
+            else {i: f"LABEL_{i}" for i in range(num_labels)}
+        )
+        self.config.label2id = {name: i for i, name in self.config.id2label.items()}
+        self.config.num_labels = self.num_labels = num_labels
+        if problem_type is not None:
+            self.config.problem_type = problem_type
+        device = next(self.parameters()).device
+        self.head = self._build_head().to(device)
+        self.head.apply(self._init_weights)
+
+    def fusion_weights(self) -> dict[str, float] | None:
+        """See `TransferModel.fusion_weights`."""
+        return self.transfer.fusion_weights()
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of `config.problem_type` (inferred as transformers does when unset)."""
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return (
+                F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+                if self.num_labels == 1
+                else F.mse_loss(logits.float(), labels.float())
+            )
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.dtype).float())
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **backbone_inputs: torch.Tensor,
+    ) -> ImageClassifierOutput | SequenceClassifierOutput:
+        r"""
+        labels (`torch.Tensor`, *optional*):
+            Class indices `(batch,)` for single-label classification, multi-hot `(batch, num_labels)` floats for
+            multi-label classification, or targets for regression. When given, the output holds the loss.
+        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`.
+        """
+        outputs = self.transfer(
+            pixel_values=pixel_values,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=output_hidden_states,
+            **backbone_inputs,
+        )
+        logits = self.head(outputs.pooler_output)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        hidden_states = (*outputs.hidden_states, outputs.pooler_output) if output_hidden_states else None
+        return self._output_class(loss=loss, logits=logits, hidden_states=hidden_states)
+
+
+class TransferForImageClassification(TransferForClassification):
+    """`TransferForClassification` registered with `AutoModelForImageClassification` (image pipelines)."""
+
+    _output_class = ImageClassifierOutput
+
+
+class TransferForSequenceClassification(TransferForClassification):
+    """`TransferForClassification` registered with `AutoModelForSequenceClassification` (text pipelines)."""
+
+    _output_class = SequenceClassifierOutput
+    main_input_name = "input_ids"
+
+
+__all__ = [
+    "BackboneSpec",
+    "ClassificationHead",
+    "FeatureFusion",
+    "TimmBackbone",
+    "TransformersBackbone",
+    "TransferPreTrainedModel",
+    "TransferModel",
+    "TransferForClassification",
+    "TransferForImageClassification",
+    "TransferForSequenceClassification",
+    "load_backbones",
+    "load_weights_file",
+]
