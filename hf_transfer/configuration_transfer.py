@@ -130,4 +130,6 @@ class TransferConfig(PreTrainedConfig):
         return self.freeze
 
 
+TransferConfig.register_for_auto_class("AutoConfig")
+
 __all__ = ["TransferConfig"]

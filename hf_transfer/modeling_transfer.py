@@ -389,6 +389,7 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
                 stored["pooling"] = "timm"
         stored["feature_dim"] = module.feature_dim
         stored["freeze"] = spec.freeze if spec.freeze is not None else stored.get("freeze")
+        stored.setdefault("pretrained", bool(spec.pretrained or spec.weights))
     return pairs
 
 
@@ -520,6 +521,12 @@ class TransferPreTrainedModel(PreTrainedModel):
             for name in ("fusion_logits", "backbone_embeddings"):
                 if hasattr(module, name):
                     init.zeros_(getattr(module, name))
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus this code and an `auto_map` for every Auto class, so that the
+        saved (or pushed) model also loads with `trust_remote_code=True` where hf_transfer is not installed."""
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -869,7 +876,18 @@ class TransferForSequenceClassification(TransferForClassification):
     main_input_name = "input_ids"
 
 
+AUTO_MAP = {
+    "AutoConfig": "configuration_transfer.TransferConfig",
+    "AutoModel": "modeling_transfer.TransferModel",
+    "AutoModelForImageClassification": "modeling_transfer.TransferForImageClassification",
+    "AutoModelForSequenceClassification": "modeling_transfer.TransferForSequenceClassification",
+}
+TransferModel.register_for_auto_class("AutoModel")
+TransferForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+TransferForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
 __all__ = [
+    "AUTO_MAP",
     "BackboneSpec",
     "ClassificationHead",
     "FeatureFusion",

@@ -476,3 +476,31 @@ def test_import_fails_clearly_when_the_unrelated_hf_transfer_distribution_is_ins
 
 def test_version_is_exposed():
     assert hf_transfer.__version__
+
+
+def test_saved_model_loads_as_remote_code_where_hf_transfer_is_absent(tmp_path):
+    model = image_model(num_labels=3)
+    inputs = {"pixel_values": torch.randn(2, 3, 64, 64)}
+    model_dir, inputs_file = _save_with_logits(model, inputs, tmp_path)
+    assert {"modeling_transfer.py", "configuration_transfer.py"} <= set(os.listdir(model_dir))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import torch
+        sys.modules["hf_transfer"] = None  # as if not installed: `import hf_transfer` raises ImportError
+        try:
+            import hf_transfer
+            raise SystemExit("hf_transfer should not be importable here")
+        except ImportError:
+            pass
+        from transformers import AutoModelForImageClassification
+        model = AutoModelForImageClassification.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        data = torch.load({str(inputs_file)!r}, weights_only=True)
+        with torch.no_grad():
+            assert torch.equal(model(**data["inputs"]).logits, data["logits"])
+        print("OK")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
