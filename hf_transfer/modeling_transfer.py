@@ -27,6 +27,9 @@ from .configuration_transfer import POOLING_MODES, TransferConfig
 logger = logging.getLogger(__name__)
 
 IMAGE_INPUTS = ("pixel_values",)
+# `backbone_features_{i}`: backbone i's pooled features, computed once by a frozen backbone and passed instead of its
+# raw inputs (see hf_transfer.features).
+CACHED_FEATURES = "backbone_features_"
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
 # Parameter names of transformers encoders carry the layer index after one of these words.
@@ -121,6 +124,10 @@ class TransformersBackbone(nn.Module):
 
     def __init__(self, model: PreTrainedModel, pooling: str):
         super().__init__()
+        if pooling != "pooler" and isinstance(getattr(model, "pooler", None), nn.Module):
+            # An unused pooler would only hold trainable parameters that get no gradient (DDP's unused-parameter
+            # error, optimizer state for nothing).
+            model.pooler = None
         self.model = model
         self.pooling = pooling
         self.modality = "image" if model.main_input_name == "pixel_values" else "text"
@@ -671,6 +678,10 @@ class TransferModel(TransferPreTrainedModel):
             names += [f"{name}{spec['input_suffix']}" for name in base if f"{name}{spec['input_suffix']}" not in names]
         return names
 
+    def cached_feature_names(self) -> list[str]:
+        """Input keys that carry a backbone's precomputed pooled features instead of its raw inputs."""
+        return [f"{CACHED_FEATURES}{index}" for index in range(len(self.backbones))]
+
     def set_trainable_groups(self, index: int, trainable_from: int) -> None:
         """Freezes the first `trainable_from` layer groups of backbone `index` and unfreezes the others."""
         backbone = self.backbones[index]
@@ -716,7 +727,8 @@ class TransferModel(TransferPreTrainedModel):
         **backbone_inputs: torch.Tensor,
     ) -> BaseModelOutputWithPooling:
         r"""
-        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`.
+        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
+            `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
         """
         inputs = dict(
             pixel_values=pixel_values,
@@ -724,14 +736,20 @@ class TransferModel(TransferPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
         )
+        cached = {key: backbone_inputs.pop(key) for key in list(backbone_inputs) if key.startswith(CACHED_FEATURES)}
         unexpected = set(backbone_inputs) - set(self.input_names())
+        unexpected |= {key for key in cached if key not in self.cached_feature_names()}
         if unexpected:
             raise TypeError(
-                f"Unexpected inputs {sorted(unexpected)}; this model reads: {', '.join(self.input_names())}."
+                f"Unexpected inputs {sorted(unexpected)}; this model reads: {', '.join(self.input_names())} "
+                f"(or precomputed {', '.join(self.cached_feature_names())})."
             )
         inputs.update(backbone_inputs)
         features = []
         for index, backbone in enumerate(self.backbones):
+            if f"{CACHED_FEATURES}{index}" in cached:  # precomputed by a frozen backbone (hf_transfer.features)
+                features.append(cached[f"{CACHED_FEATURES}{index}"])
+                continue
             selected = self._backbone_inputs(index, inputs)
             trainable = torch.is_grad_enabled() and any(p.requires_grad for p in backbone.parameters())
             with torch.set_grad_enabled(trainable):
@@ -847,7 +865,8 @@ class TransferForClassification(TransferPreTrainedModel):
         labels (`torch.Tensor`, *optional*):
             Class indices `(batch,)` for single-label classification, multi-hot `(batch, num_labels)` floats for
             multi-label classification, or targets for regression. When given, the output holds the loss.
-        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`.
+        backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
+            `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
         """
         outputs = self.transfer(
             pixel_values=pixel_values,

@@ -504,3 +504,19 @@ def test_saved_model_loads_as_remote_code_where_hf_transfer_is_absent(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_precomputed_backbone_features_replace_running_the_backbone():
+    model = TransferForImageClassification.from_backbones(
+        ["timm:test_resnet", "timm:test_vit"], pretrained=False, num_labels=2, fusion="gated", fusion_dim=16
+    ).eval()
+    pixels = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        direct = model(pixel_values=pixels, pixel_values_1=pixels, output_hidden_states=True)
+        features = {f"backbone_features_{i}": f for i, f in enumerate(direct.hidden_states[:2])}
+        cached = model(**features)
+        mixed = model(backbone_features_0=features["backbone_features_0"], pixel_values_1=pixels)
+    torch.testing.assert_close(cached.logits, direct.logits)
+    torch.testing.assert_close(mixed.logits, direct.logits)
+    with pytest.raises(TypeError, match="backbone_features_5"):
+        model(backbone_features_5=features["backbone_features_0"], **features)
