@@ -1,0 +1,273 @@
+#!/usr/bin/env python
+# Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune timm / transformers backbones (one, or several fused) on an image or text classification dataset.
+
+    accelerate launch recipes/finetune.py recipes/cifar10_resnet18_linear_probe.yaml --output_dir out/probe
+    python recipes/finetune.py --backbone timm/resnet18.a1_in1k --dataset_name uoft-cs/cifar10 \
+        --freeze backbone --do_train --do_eval --output_dir out/probe
+
+A YAML (or JSON) recipe given as the first argument sets defaults; any flag on the command line overrides it. The
+flags are those of transformers' example scripts (run_image_classification.py, run_glue.py, run_classification.py)
+plus the model flags below, and every `TrainingArguments` flag.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+import yaml
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import hf_transfer
+from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
+from hf_transfer.data import (
+    AugmentationEpochCallback,
+    DataTrainingArguments,
+    check_labels,
+    load_raw_datasets,
+    prepare_datasets,
+)
+from hf_transfer.metrics import build_compute_metrics
+from hf_transfer.processing import load_processors, save_processors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """Which backbone(s) to start from and how to transfer them."""
+
+    backbone: list[str] = field(
+        default=None,
+        metadata={
+            "help": "One or more backbones (several are fused): a Hub id or local directory of a transformers, "
+            "timm (`timm/...`) or hf_transfer checkpoint, or a timm architecture name (e.g. `resnet18`).",
+            "nargs": "+",
+        },
+    )
+    backbone_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Local weights files for timm architectures, one per backbone in order (`none` to skip one).",
+            "nargs": "+",
+        },
+    )
+    random_init: bool = field(
+        default=False, metadata={"help": "Start the backbones from random init (the baseline transfer must beat)."}
+    )
+    pooling: str = field(default="auto", metadata={"help": "Pooling: auto, cls, pooler, mean, max, or a timm pool."})
+    fusion: str = field(
+        default="concat", metadata={"help": "Fusion of several backbones: concat, weighted_sum, gated, attention."}
+    )
+    fusion_dim: int = field(default=256, metadata={"help": "Width each backbone's features are projected to."})
+    head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
+    head_hidden_sizes: list[int] | None = field(
+        default=None, metadata={"help": "Hidden widths of the mlp head, e.g. 1024.", "nargs": "+"}
+    )
+    head_activation: str = field(default="relu", metadata={"help": "MLP activation: relu, gelu, silu, tanh."})
+    head_dropout: float = field(default=0.0, metadata={"help": "Dropout before each linear layer of the head."})
+    freeze: str = field(
+        default="none",
+        metadata={"help": "none (full fine-tune), backbone (linear probe), partial (first --num_frozen_groups)."},
+    )
+    num_frozen_groups: int = field(default=0, metadata={"help": "Layer groups frozen from the input with partial."})
+    ignore_mismatched_sizes: bool = field(
+        default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not torch.cuda.is_available():
+        # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
+        # launch --multi_gpu` on a machine with no GPU would silently train every rank alone on all the data.
+        parser.set_defaults(use_cpu=True)
+    # Every trainable parameter of an hf_transfer model takes part in the loss (frozen ones are not registered with
+    # DDP, unused poolers are dropped), so DDP can skip its extra unused-parameter pass.
+    parser.set_defaults(ddp_find_unused_parameters=False)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        recipe = yaml.safe_load(Path(argv.pop(0)).read_text()) or {}
+        recipe.pop("expected_results", None)  # documentation: what the recipe reached, see README
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ValueError(f"Unknown keys in the recipe: {unknown}. Valid keys are the flags of --help.")
+        parser.set_defaults(**recipe)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if not model_args.backbone:
+        parser.error("--backbone is required (in the recipe or on the command line).")
+    return model_args, data_args, training_args
+
+
+def check_distributed(training_args: TrainingArguments) -> None:
+    """Stops a multi-process launch that would not train as one job (each rank alone on all the data)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size != launched:
+        raise RuntimeError(
+            f"Launched with {launched} processes but the Trainer sees world size {training_args.world_size}: each "
+            "rank would train alone. On a machine without GPUs pass --use_cpu (CPU DDP over gloo)."
+        )
+
+
+def backbone_specs(model_args: ModelArguments) -> list[BackboneSpec]:
+    weights = model_args.backbone_weights or []
+    if weights and len(weights) != len(model_args.backbone):
+        raise ValueError(
+            f"--backbone_weights has {len(weights)} entries for {len(model_args.backbone)} backbones; give one per "
+            "backbone (`none` for a backbone without a weights file)."
+        )
+    return [
+        BackboneSpec(
+            name,
+            weights=None if not weights or weights[i].lower() == "none" else weights[i],
+            pretrained=not model_args.random_init,
+            pooling=model_args.pooling,
+        )
+        for i, name in enumerate(model_args.backbone)
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_args(argv)
+    check_distributed(training_args)
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for library_logger in (logger, logging.getLogger("hf_transfer")):
+        library_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.warning(
+        f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
+        f"device: {training_args.device}, bf16: {training_args.bf16}"
+    )
+    logger.info(f"hf_transfer {hf_transfer.__version__}; training parameters {training_args}")
+
+    # Fail fast: a push that cannot happen must not cost a training run; the token never reaches a file.
+    hub_token = None
+    if training_args.push_to_hub:
+        from hf_transfer.hub import check_push_target, remove_secrets_from_args
+
+        hub_token = training_args.hub_token
+        training_args.hub_model_id = check_push_target(
+            training_args.hub_model_id or Path(training_args.output_dir).name, hub_token
+        )
+        remove_secrets_from_args(training_args)
+        # The Trainer's own push would upload checkpoints and training_args.bin: hf_transfer pushes at the end.
+        training_args.push_to_hub = False
+        push_requested = True
+    else:
+        push_requested = False
+
+    last_checkpoint = None
+    if (
+        training_args.do_train
+        and os.path.isdir(training_args.output_dir)
+        and training_args.resume_from_checkpoint is None
+    ):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info(
+                f"Checkpoint found at {last_checkpoint}: resuming (pass --output_dir elsewhere to start over)."
+            )
+
+    set_seed(training_args.seed)
+
+    # 1. Data
+    raw_datasets, task = load_raw_datasets(data_args, seed=training_args.seed)
+
+    # 2. Model
+    model_class = TransferForImageClassification if task.modality == "image" else TransferForSequenceClassification
+    model = model_class.from_backbones(
+        backbone_specs(model_args),
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id=task.label2id,
+        problem_type=task.problem_type,
+        fusion=model_args.fusion,
+        fusion_dim=model_args.fusion_dim,
+        head=model_args.head,
+        head_hidden_sizes=model_args.head_hidden_sizes,
+        head_activation=model_args.head_activation,
+        head_dropout=model_args.head_dropout,
+        freeze=model_args.freeze,
+        num_frozen_groups=model_args.num_frozen_groups,
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
+    for split in raw_datasets:
+        if task.problem_type != "regression" and (split == "train" or split in task.eval_splits):
+            check_labels(raw_datasets[split], task.label_column, task.num_labels, task.problem_type)
+
+    # 3. Preprocessing: each backbone's own (image transforms / tokenizer)
+    processors = load_processors(model.config)
+    train_dataset, eval_datasets, data_collator = prepare_datasets(
+        raw_datasets, task, model.config.backbones, processors, data_args, training_args
+    )
+    # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
+    # Trainer's signature-based column removal would drop.
+    training_args.remove_unused_columns = False
+
+    # 4. Train and evaluate
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset if training_args.do_train else None,
+        eval_dataset=eval_datasets[task.eval_splits[0]] if training_args.do_eval else None,
+        data_collator=data_collator,
+        compute_metrics=build_compute_metrics(
+            task.task_name, problem_type=task.problem_type, num_labels=task.num_labels
+        ),
+        processing_class=processors[0],
+        callbacks=[AugmentationEpochCallback(train_dataset)] if training_args.do_train else None,
+    )
+
+    results = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+    if trainer.is_world_process_zero():
+        save_processors(processors, training_args.output_dir)
+
+    if training_args.do_eval:
+        eval_metrics = {}
+        for split in task.eval_splits:  # MNLI: matched, then mismatched (keys eval_mismatched_*), as run_glue.py
+            prefix = "eval" if split == task.eval_splits[0] else f"eval_{split.removeprefix('validation_')}"
+            metrics = trainer.evaluate(eval_dataset=eval_datasets[split], metric_key_prefix=prefix)
+            metrics[f"{prefix}_samples"] = len(eval_datasets[split])
+            trainer.log_metrics(prefix, metrics)
+            eval_metrics.update(metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        results.update(eval_metrics)
+
+    if push_requested and trainer.is_world_process_zero():
+        from hf_transfer.hub import publish
+
+        publish(trainer, task, model_args, data_args, repo_id=training_args.hub_model_id, token=hub_token)
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()  # a CPU DDP run that skips this can abort one rank at exit
+    return results
+
+
+if __name__ == "__main__":
+    main()

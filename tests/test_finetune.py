@@ -1,0 +1,309 @@
+"""`recipes/finetune.py` end to end: local datasets with the Hub schemas, tiny backbones, real Trainer runs."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fixtures
+import pytest
+import torch
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "recipes" / "finetune.py"
+COMMON = ["--report_to", "none", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16"]
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("finetune", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+finetune = load_recipe()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    fixtures.make_cifar10(root, n_train=48, n_test=16)
+    fixtures.make_cifar100(root, n_train=60, n_test=20)
+    fixtures.make_glue(root, tasks=("mrpc", "stsb", "mnli", "cola"), n=24)
+    fixtures.write_hub_layout(fixtures.image_text_dataset(n=16), root / "image_text")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory) -> str:
+    """A 2-layer BERT with the fixtures' word-level tokenizer, saved like a Hub checkpoint."""
+    path = tmp_path_factory.mktemp("bert")
+    tokenizer = fixtures.tiny_tokenizer()
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def run(argv: list[str]) -> dict:
+    return finetune.main([str(a) for a in argv] + COMMON)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_cifar10_linear_probe_writes_what_the_example_scripts_write(data, tmp_path):
+    out = tmp_path / "out"
+    results = run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "backbone", "--dataset_name", data / "cifar10"]
+        + ["--output_dir", out, "--do_train", "--do_eval", "--max_steps", "3", "--seed", "1"]
+    )
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "train_results.json"):
+        assert (out / name).is_file(), name
+    all_results = read_json(out / "all_results.json")
+    for key in ("eval_accuracy", "eval_f1", "eval_precision", "eval_recall", "eval_loss", "train_loss"):
+        assert key in all_results, key
+    assert read_json(out / "eval_results.json")["eval_accuracy"] == results["eval_accuracy"]
+    assert read_json(out / "trainer_state.json")["global_step"] == 3
+    config = read_json(out / "config.json")
+    assert config["id2label"]["0"] == "airplane" and config["freeze"] == "backbone"
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 10
+
+    from PIL import Image
+    from transformers import pipeline
+
+    predictions = pipeline("image-classification", model=str(out))(Image.new("RGB", (32, 32), "red"))
+    assert predictions[0]["label"] in fixtures.CIFAR10_LABELS
+
+
+def test_yaml_recipe_gives_defaults_and_flags_override_it(data, tmp_path):
+    recipe = tmp_path / "probe.yaml"
+    recipe.write_text(
+        "backbone: [timm:test_resnet]\nrandom_init: true\nfreeze: backbone\nhead: mlp\nhead_hidden_sizes: [16]\n"
+        f"dataset_name: {data / 'cifar10'}\noutput_dir: {tmp_path / 'from_yaml'}\ndo_train: true\nmax_steps: 5\n"
+        "learning_rate: 0.5\nexpected_results:\n  eval_accuracy: 0.1\n"
+    )
+    model_args, data_args, training_args = finetune.parse_args(
+        [str(recipe), "--max_steps", "2", "--output_dir", str(tmp_path / "flag")]
+    )
+    assert model_args.backbone == ["timm:test_resnet"] and model_args.head_hidden_sizes == [16]
+    assert training_args.max_steps == 2 and training_args.output_dir == str(tmp_path / "flag")  # flags win
+    assert training_args.learning_rate == 0.5  # from the recipe
+    assert data_args.dataset_name == str(data / "cifar10")
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("backbone: [timm:test_resnet]\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match=r"Unknown keys in the recipe: \['learning_rat'\]"):
+        finetune.parse_args([str(recipe)])
+
+
+def test_shipped_recipes_parse(tmp_path):
+    for recipe in sorted((ROOT / "recipes").glob("*.yaml")):
+        model_args, _, training_args = finetune.parse_args([str(recipe), "--output_dir", str(tmp_path)])
+        assert model_args.backbone, recipe.name
+        assert "expected_results" in recipe.read_text(), f"{recipe.name} must state its expected result"
+
+
+@pytest.mark.parametrize(
+    ("task", "keys"),
+    [
+        ("mrpc", ["eval_accuracy", "eval_f1"]),
+        ("stsb", ["eval_pearson", "eval_spearmanr"]),
+        ("cola", ["eval_matthews_correlation"]),
+        ("mnli", ["eval_accuracy", "eval_mismatched_accuracy"]),
+    ],
+)
+def test_glue_tasks(task, keys, data, bert, tmp_path):
+    out = tmp_path / task
+    results = run(
+        ["--backbone", bert, "--dataset_name", data / "glue", "--dataset_config_name", task, "--max_seq_length", "16"]
+        + ["--output_dir", out, "--do_train", "--do_eval", "--max_steps", "2"]
+    )
+    for key in keys:
+        assert key in results, (key, sorted(results))
+    config = read_json(out / "config.json")
+    if task == "stsb":
+        assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+    assert (out / "tokenizer.json").is_file()
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.problem_type == config["problem_type"]
+
+
+def test_cifar100_coarse_labels_and_head_replacement_from_a_cifar10_model(data, tmp_path):
+    c10 = tmp_path / "c10"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", data / "cifar10", "--output_dir", c10]
+        + ["--do_train", "--max_steps", "2"]
+    )
+    c100 = tmp_path / "c100"
+    run(
+        ["--backbone", c10, "--dataset_name", data / "cifar100", "--label_column_name", "coarse_label"]
+        + ["--output_dir", c100, "--do_train", "--do_eval", "--max_steps", "2", "--learning_rate", "0"]
+    )
+    model = AutoModelForImageClassification.from_pretrained(c100)
+    assert model.config.num_labels == 20 and model.config.id2label[0] == "aquatic_mammals"
+    before = AutoModelForImageClassification.from_pretrained(c10).state_dict()
+    after = model.state_dict()
+    backbone_keys = [k for k in before if k.startswith("transfer.") and "num_batches" not in k and "running" not in k]
+    assert backbone_keys and all(torch.equal(before[k], after[k]) for k in backbone_keys)  # lr 0: backbone kept
+
+
+def test_fusion_of_two_backbones_from_the_command_line(data, tmp_path):
+    out = tmp_path / "fused"
+    results = run(
+        ["--backbone", "timm:test_resnet", "timm:test_vit", "--random_init", "--fusion", "weighted_sum"]
+        + ["--fusion_dim", "16", "--dataset_name", data / "cifar10", "--output_dir", out]
+        + ["--do_train", "--do_eval", "--max_steps", "2"]
+    )
+    assert "eval_accuracy" in results
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert len(model.config.backbones) == 2 and model.fusion_weights() is not None
+
+
+def test_image_text_fusion(data, bert, tmp_path):
+    out = tmp_path / "multimodal"
+    results = run(
+        ["--backbone", "timm:test_resnet", bert, "--random_init", "--fusion", "gated", "--fusion_dim", "16"]
+        + ["--dataset_name", data / "image_text", "--text_column_names", "caption", "--output_dir", out]
+        + ["--do_train", "--do_eval", "--max_steps", "2"]
+    )
+    assert "eval_accuracy" in results
+    assert [b["modality"] for b in read_json(out / "config.json")["backbones"]] == ["image", "text"]
+
+
+# ----------------------------------------------------------------------------------------------------- bad input
+
+
+def _fails_before_training(argv, match, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises((ValueError, SystemExit), match=match):
+        run(argv + ["--output_dir", out, "--do_train", "--max_steps", "2"])
+    assert not (out / "trainer_state.json").exists() and not list(out.glob("checkpoint-*"))
+
+
+def test_unknown_column_lists_the_columns(data, tmp_path):
+    _fails_before_training(
+        ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", data / "cifar10"]
+        + ["--label_column_name", "labelz"],
+        r"labelz.*(img|label)",
+        tmp_path,
+    )
+
+
+def test_unknown_glue_task_lists_the_tasks(data, bert, tmp_path):
+    _fails_before_training(
+        ["--backbone", bert, "--dataset_name", data / "glue", "--dataset_config_name", "sst3"],
+        r"sst3.*(cola|mrpc)",
+        tmp_path,
+    )
+
+
+def test_conflicting_data_flags(data, tmp_path):
+    _fails_before_training(
+        ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", data / "cifar10"]
+        + ["--train_file", data / "x.csv"],
+        r"dataset_name|train_file",
+        tmp_path,
+    )
+
+
+def test_unknown_backbone_fails_before_training(data, tmp_path):
+    _fails_before_training(
+        ["--backbone", "resnet_18", "--dataset_name", data / "cifar10"], r"resnet_18.*resnet18", tmp_path
+    )
+
+
+def test_backbone_weights_count_must_match(data, tmp_path):
+    _fails_before_training(
+        ["--backbone", "timm:test_resnet", "timm:test_vit", "--backbone_weights", "a.pth"]
+        + ["--dataset_name", data / "cifar10"],
+        "--backbone_weights has 1 entries for 2 backbones",
+        tmp_path,
+    )
+
+
+# -------------------------------------------------------------------------------------------- processes, resume
+
+
+def _script(args, env=None, launcher=None, **kwargs):
+    command = (launcher or [sys.executable]) + [str(SCRIPT)] + [str(a) for a in args] + COMMON
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, **kwargs)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_trains_as_one_cpu_ddp_job(data, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launcher += [
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ]
+    result = _script(
+        ["--backbone", "timm:test_resnet", "timm:test_vit", "--random_init", "--freeze", "none", "--fusion_dim", "16"]
+        + ["--dataset_name", data / "cifar10", "--output_dir", out, "--do_train", "--do_eval"]
+        + ["--num_train_epochs", "1", "--per_device_train_batch_size", "8"],
+        launcher=launcher,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "world size: 2" in log and "world size: 1" not in log
+    state = read_json(out / "trainer_state.json")
+    train_samples = read_json(out / "train_results.json")["train_samples"]
+    # both ranks share the data: one epoch = ceil(samples / (8 per device × 2 processes)) optimizer steps
+    assert state["global_step"] == -(-train_samples // 16)
+    assert "eval_accuracy" in read_json(out / "all_results.json")
+    assert AutoModelForImageClassification.from_pretrained(out).config.num_labels == 10
+
+
+def test_several_processes_without_use_cpu_or_gpu_is_refused(monkeypatch):
+    """What `accelerate launch --multi_gpu` without GPUs would do: every rank alone on all the data."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = SimpleNamespace(world_size=1)  # what TrainingArguments reports when each rank trains alone
+    with pytest.raises(RuntimeError, match="Launched with 2 processes but the Trainer sees world size 1"):
+        finetune.check_distributed(args)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(data, tmp_path):
+    common = ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", data / "cifar10"]
+    common += ["--do_train", "--do_eval", "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "2"]
+    common += ["--seed", "3", "--learning_rate", "0.01", "--dataloader_num_workers", "0"]
+    reference = _script(common + ["--output_dir", tmp_path / "reference"], timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    command = [sys.executable, str(SCRIPT)] + [str(a) for a in common + ["--output_dir", out]] + COMMON
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-4").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "checkpoint-4").exists() and not (out / "checkpoint-12").exists(), "killed too late"
+    checkpoint = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resumed = _script(common + ["--output_dir", out, "--resume_from_checkpoint", checkpoint], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = read_json(tmp_path / "reference" / "eval_results.json")
+    got = read_json(out / "eval_results.json")
+    for key in ("eval_loss", "eval_accuracy"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
