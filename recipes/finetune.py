@@ -21,7 +21,13 @@ import datasets
 import torch
 import transformers
 import yaml
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_transfer
@@ -33,8 +39,10 @@ from hf_transfer.data import (
     load_raw_datasets,
     prepare_datasets,
 )
+from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
+from hf_transfer.training import DistillationTrainer, Distiller, GradualUnfreezingCallback, TransferTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +85,38 @@ class ModelArguments:
         metadata={"help": "none (full fine-tune), backbone (linear probe), partial (first --num_frozen_groups)."},
     )
     num_frozen_groups: int = field(default=0, metadata={"help": "Layer groups frozen from the input with partial."})
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Input size for every image backbone (default: each backbone's own, e.g. 224)."},
+    )
+    cache_features: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compute frozen backbones' features once (cached on disk) and train only fusion + head on them. "
+            "Default: on when every backbone is frozen and the inputs are deterministic (see --no_augmentation)."
+        },
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise LR decay: layer group k of K trains at lr * layer_decay^(K - k); 1 disables."},
+    )
+    head_lr_multiplier: float = field(default=1.0, metadata={"help": "Head (and fusion) LR = lr * this."})
+    gradual_unfreezing: bool = field(
+        default=False,
+        metadata={"help": "Train the head with the backbone frozen, then unfreeze layer groups from the top."},
+    )
+    unfreeze_after: float = field(default=1, metadata={"help": "Epochs (or steps) of head-only training first."})
+    unfreeze_every: float = field(default=1, metadata={"help": "Epochs (or steps) between unfreezing stages."})
+    unfreeze_groups_per_stage: int = field(default=1, metadata={"help": "Layer groups unfrozen at each stage."})
+    unfreeze_unit: str = field(default="epoch", metadata={"help": "Unit of the unfreezing schedule: epoch or step."})
+    teacher: str | None = field(
+        default=None,
+        metadata={"help": "Knowledge distillation: a classifier (hf_transfer or transformers) to distill from."},
+    )
+    distill_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the label loss; 1 - alpha weighs the distillation loss."}
+    )
+    distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
     ignore_mismatched_sizes: bool = field(
         default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
     )
@@ -133,6 +173,30 @@ def backbone_specs(model_args: ModelArguments) -> list[BackboneSpec]:
         )
         for i, name in enumerate(model_args.backbone)
     ]
+
+
+def set_image_size(config, size: int) -> None:
+    """Gives every image backbone `size`-px inputs (stored in the config, so saved processors follow)."""
+    for spec in config.backbones:
+        if spec["modality"] == "image":
+            spec["data_config"]["input_size"] = [3, size, size]
+
+
+def load_teacher(name: str, student_config):
+    """Loads the distillation teacher; it must read the student's inputs (same image preprocessing)."""
+    auto_class = (
+        AutoModelForImageClassification if student_config.modality == "image" else AutoModelForSequenceClassification
+    )
+    teacher = auto_class.from_pretrained(name)
+    student_images = [s["data_config"] for s in student_config.backbones if s["modality"] == "image"]
+    for spec in getattr(teacher.config, "backbones", None) or []:
+        if spec["modality"] == "image" and student_images and spec["data_config"] != student_images[0]:
+            raise ValueError(
+                f"Teacher {name} preprocesses images differently ({spec['data_config']}) from the student "
+                f"({student_images[0]}); the recipe feeds the teacher the student's inputs. Pass --image_size to "
+                "align them, or use hf_transfer.training.Distiller with `teacher_`-prefixed inputs from Python."
+            )
+    return teacher
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -205,6 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
         freeze=model_args.freeze,
         num_frozen_groups=model_args.num_frozen_groups,
     )
+    if model_args.image_size:
+        set_image_size(model.config, model_args.image_size)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
     for split in raw_datasets:
@@ -220,8 +286,53 @@ def main(argv: list[str] | None = None) -> dict:
     # Trainer's signature-based column removal would drop.
     training_args.remove_unused_columns = False
 
-    # 4. Train and evaluate
-    trainer = Trainer(
+    # 4. Frozen backbones: features once, cached on disk, instead of every epoch
+    augmented = task.image_column is not None and not data_args.no_augmentation
+    cache, why = cache_decision(model, augmentation=augmented, requested=model_args.cache_features)
+    if cache and (model_args.gradual_unfreezing or model_args.teacher):
+        cache, why = False, "off: gradual unfreezing / distillation needs the raw inputs"
+    logger.warning(f"Cached backbone features: {why}")
+    if cache:
+        model.to(training_args.device)
+        autocast = torch.bfloat16 if training_args.bf16 else None
+        with training_args.main_process_first(desc="caching backbone features"):
+            cached = {
+                split: cache_backbone_features(
+                    model,
+                    dataset,
+                    data_collator,
+                    batch_size=training_args.per_device_eval_batch_size,
+                    preprocessing=[data_args.max_seq_length, data_args.text_column_names],
+                    autocast_dtype=autocast,
+                    desc=f"Caching backbone features ({split})",
+                )
+                for split, dataset in {"train": train_dataset, **eval_datasets}.items()
+                if dataset is not None
+            }
+        train_dataset = cached.get("train")
+        eval_datasets = {split: cached[split] for split in eval_datasets}
+        data_collator = collate_cached
+
+    # 5. Train and evaluate
+    callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
+    trainer_class, trainer_kwargs = TransferTrainer, {}
+    if model_args.gradual_unfreezing:
+        callbacks.append(
+            GradualUnfreezingCallback(
+                frozen_for=model_args.unfreeze_after,
+                interval=model_args.unfreeze_every,
+                groups_per_stage=model_args.unfreeze_groups_per_stage,
+                unit=model_args.unfreeze_unit,
+            )
+        )
+    if model_args.teacher:
+        trainer_class = DistillationTrainer
+        trainer_kwargs["distiller"] = Distiller(
+            load_teacher(model_args.teacher, model.config),
+            alpha=model_args.distill_alpha,
+            temperature=model_args.distill_temperature,
+        )
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset if training_args.do_train else None,
@@ -231,7 +342,10 @@ def main(argv: list[str] | None = None) -> dict:
             task.task_name, problem_type=task.problem_type, num_labels=task.num_labels
         ),
         processing_class=processors[0],
-        callbacks=[AugmentationEpochCallback(train_dataset)] if training_args.do_train else None,
+        callbacks=callbacks,
+        layer_decay=model_args.layer_decay,
+        head_lr_multiplier=model_args.head_lr_multiplier,
+        **trainer_kwargs,
     )
 
     results = {}

@@ -1,0 +1,151 @@
+# Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
+"""Cached features for frozen backbones.
+
+When every backbone is frozen and the inputs are deterministic (no random augmentation), a backbone's output is the
+same every epoch: compute it once, with `datasets.map` so that it is cached on disk under a fingerprint of the data,
+the preprocessing and the backbone weights (the next run with the same backbone and data reuses it), and train only
+fusion + head on the cached features. The model reads them as `backbone_features_{i}` inputs; it is still the whole
+model (backbones included) that is trained, saved and pushed.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from .modeling_transfer import CACHED_FEATURES
+
+logger = logging.getLogger(__name__)
+
+
+def cache_decision(model: torch.nn.Module, *, augmentation: bool, requested: bool | None) -> tuple[bool, str]:
+    """Whether features can be cached for this run, and why (for the log line).
+
+    Args:
+        model: An hf_transfer model.
+        augmentation: Whether the training inputs are randomly augmented.
+        requested: `True`/`False` from `--cache_features`, or `None` for "when it is safe".
+
+    Raises:
+        ValueError: if caching is requested but unsafe (a trainable backbone, or random augmentation).
+    """
+    base = model.get_base_model()
+    trainable = [
+        spec["source"]
+        for spec, backbone in zip(base.config.backbones, base.backbones)
+        if any(p.requires_grad for p in backbone.parameters())
+    ]
+    if trainable:
+        reason = f"backbone(s) {', '.join(trainable)} are trainable, so their features change every step"
+    elif augmentation:
+        reason = "training images are randomly augmented, so features differ every epoch"
+    else:
+        reason = ""
+    if requested is False:
+        return False, "off (--cache_features false)"
+    if reason:
+        if requested:
+            raise ValueError(f"--cache_features true is unsafe here: {reason}.")
+        return False, f"off: {reason}"
+    return True, "on: every backbone is frozen and the inputs are deterministic (--cache_features false to turn off)"
+
+
+def _fingerprint(model: torch.nn.Module, dataset: datasets.Dataset, preprocessing: Any) -> str:
+    """A fingerprint of the data, the preprocessing and every backbone tensor."""
+    digest = hashlib.sha256()
+    digest.update(str(dataset._fingerprint).encode())
+    digest.update(json.dumps(preprocessing, sort_keys=True, default=str).encode())
+    base = model.get_base_model()
+    for spec, backbone in zip(base.config.backbones, base.backbones):
+        digest.update(
+            json.dumps({k: v for k, v in spec.items() if k != "freeze"}, sort_keys=True, default=str).encode()
+        )
+        for name, tensor in backbone.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+@torch.no_grad()
+def cache_backbone_features(
+    model: torch.nn.Module,
+    dataset: datasets.Dataset,
+    collate_fn: Callable[[list[dict]], dict[str, torch.Tensor]],
+    *,
+    batch_size: int = 64,
+    preprocessing: Any = None,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    desc: str = "Caching backbone features",
+) -> datasets.Dataset:
+    """Runs every (frozen) backbone once over `dataset` and returns a dataset of their pooled features.
+
+    Args:
+        model: An hf_transfer model whose backbones are all frozen.
+        dataset: A prepared split (model inputs per row, e.g. with an image transform attached) with `labels`.
+        collate_fn: Batches rows into model inputs (the run's data collator).
+        batch_size: Rows per forward pass.
+        preprocessing: Anything else that shapes the inputs (data configs, max_seq_length...), for the fingerprint.
+        device: Where to run the backbones (defaults to the model's device).
+        autocast_dtype: Run the backbones under autocast with this dtype (e.g. `torch.bfloat16`).
+        desc: Progress bar label.
+
+    Returns:
+        A dataset with `backbone_features_{i}` (float32 vectors) and `labels` columns in torch format, cached by
+        `datasets` under a fingerprint of the data, the preprocessing and the backbone weights.
+    """
+    base = model.get_base_model()
+    was_training = model.training
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dims = [spec["feature_dim"] for spec in base.config.backbones]
+    columns = {f"{CACHED_FEATURES}{i}": datasets.List(datasets.Value("float32"), length=d) for i, d in enumerate(dims)}
+    label_feature = dataset.features.get("labels") if dataset.features else None
+    features = datasets.Features({**columns, **({"labels": label_feature} if label_feature is not None else {})})
+
+    def extract(indices: list[int]) -> dict[str, Any]:
+        rows = [dataset[i] for i in indices]
+        labels = [row.pop("labels") for row in rows] if "labels" in rows[0] else None
+        inputs = {
+            k: v.to(device) for k, v in collate_fn(rows).items() if isinstance(v, torch.Tensor) and k != "labels"
+        }
+        out = {}
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            for index, backbone in enumerate(base.backbones):
+                selected = base._backbone_inputs(index, inputs)
+                out[f"{CACHED_FEATURES}{index}"] = backbone(selected).float().cpu().numpy()
+        if labels is not None:
+            out["labels"] = [label.tolist() if isinstance(label, torch.Tensor) else label for label in labels]
+        return out
+
+    fingerprint = _fingerprint(model, dataset, preprocessing)
+    cache_dir = Path(datasets.config.HF_DATASETS_CACHE) / "hf_transfer_features"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = cache_dir / f"{fingerprint}.arrow"
+    if cache_file.exists():
+        logger.info("Reusing cached backbone features %s", cache_file)
+    index_dataset = datasets.Dataset.from_dict({"__row__": np.arange(len(dataset))})
+    cached = index_dataset.map(
+        extract,
+        input_columns="__row__",
+        batched=True,
+        batch_size=batch_size,
+        remove_columns=["__row__"],
+        features=features,
+        new_fingerprint=fingerprint,
+        cache_file_name=str(cache_file),
+        desc=desc,
+    )
+    model.train(was_training)
+    return cached.with_format("torch")
+
+
+def collate_cached(rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Stacks cached-feature rows into a batch."""
+    return {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
