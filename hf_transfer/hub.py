@@ -5,21 +5,23 @@ The recipe calls these in order:
 
 ```python
 repo_id = check_push_target(args.hub_model_id, args.hub_token)  # before training: bad id / token fail now
-token = args.hub_token or huggingface_hub.get_token()
+token = args.hub_token  # None: push_folder_to_hub falls back to HF_TOKEN / `hf auth login`
 remove_secrets_from_args(training_args)  # training_args.bin must never hold the token
-...  # train, evaluate, save_pretrained(output_dir)
-curve = plot_training_curve(trainer.state.log_history, output_dir / "training_curve.png")
-card = render_model_card(model.config, repo_id=repo_id, task="image-classification", ...,
-                         has_training_curve=curve is not None)
-write_model_card(output_dir, card)
-push_folder_to_hub(output_dir, repo_id, token=token)
+...  # train, save_model, evaluate, save_metrics
+publish(trainer, task, model_args, data_args, repo_id=repo_id, token=token)
 ```
+
+`publish` gathers the run's numbers and calls `publish_model`, the one call for a model trained in plain Python:
+save the model and its processors, plot the training curve and the confusion matrix, render the card
+(`render_model_card`), push (`push_folder_to_hub`), and optionally push a plain-timm copy (`export_timm`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
+import logging
 import math
 import os
 import shlex
@@ -35,7 +37,9 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-    from transformers import PreTrainedConfig
+    from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainingArguments
+
+    from .data import TaskInfo
 
 __all__ = [
     "UPLOAD_ALLOW_PATTERNS",
@@ -44,19 +48,29 @@ __all__ = [
     "HubPushError",
     "assert_no_secret_in_files",
     "check_push_target",
+    "export_timm",
     "files_to_upload",
     "find_secret_in_files",
     "model_card_template_path",
     "plot_confusion_matrix",
     "plot_training_curve",
+    "publish",
+    "publish_model",
     "push_folder_to_hub",
     "remove_secrets_from_args",
     "render_model_card",
+    "render_timm_model_card",
+    "training_hyperparameters",
     "write_model_card",
 ]
 
+logger = logging.getLogger(__name__)
+
 DISTRIBUTION_NAME = "hf-transfer-learning"  # not `hf-transfer`: that is an unrelated Rust download accelerator
 MODEL_CARD_TEMPLATE = "transfer_model_card.md"
+TIMM_MODEL_CARD_TEMPLATE = "timm_model_card.md"
+# Where `publish_model` writes the timm export inside the run's folder (pushed to its own repo, never to the main one).
+TIMM_EXPORT_DIR = "timm_export"
 
 # What a pushed repo holds: weights as safetensors, configs, processor/tokenizer files, the card and its images,
 # custom modeling code, results. An allowlist, so that an unexpected file (a pickle, a log, a YAML recipe holding a
@@ -81,6 +95,7 @@ UPLOAD_IGNORE_PATTERNS = [
     "*.ckpt",
     "*.pkl",
     "*.pickle",
+    f"{TIMM_EXPORT_DIR}/*",
 ]
 
 _TASKS = {
@@ -89,7 +104,16 @@ _TASKS = {
     "text-classification": ("Text Classification", "AutoModelForSequenceClassification"),
 }
 # Trainer metrics that describe the run, not the model.
-_NON_METRIC_KEYS = {"epoch", "runtime", "samples_per_second", "steps_per_second", "total_flos", "step"}
+_NON_METRIC_KEYS = {
+    "epoch",
+    "runtime",
+    "samples",
+    "samples_per_second",
+    "steps_per_second",
+    "total_flos",
+    "step",
+    "model_preparation_time",
+}
 _FRAMEWORKS = [
     ("hf_transfer", DISTRIBUTION_NAME),
     ("Transformers", "transformers"),
@@ -274,9 +298,9 @@ def _file_contains(file: Path, needle: bytes, chunk_size: int = 1 << 24) -> bool
 # ---------------------------------------------------------------------------------------------------- model card
 
 
-def model_card_template_path() -> Path:
-    """The card template shipped in the package (a copy of the repository's `model_cards/transfer_model_card.md`)."""
-    return Path(str(resources.files("hf_transfer") / "model_cards" / MODEL_CARD_TEMPLATE))
+def model_card_template_path(name: str = MODEL_CARD_TEMPLATE) -> Path:
+    """A card template shipped in the package (a copy of the repository's `model_cards/<name>`)."""
+    return Path(str(resources.files("hf_transfer") / "model_cards" / name))
 
 
 def render_model_card(
@@ -293,6 +317,7 @@ def render_model_card(
     fusion_weights: Mapping[str, float] | None = None,
     has_training_curve: bool = False,
     has_confusion_matrix: bool = False,
+    timm_repo_id: str | None = None,
     license: str | None = None,
     tags: Sequence[str] = (),
 ) -> ModelCard:
@@ -315,6 +340,8 @@ def render_model_card(
         fusion_weights: Backbone name -> learned fusion weight, for weighted fusions.
         has_training_curve: Embed `training_curve.png` (written next to README.md by `plot_training_curve`).
         has_confusion_matrix: Embed `confusion_matrix.png` (written by `plot_confusion_matrix`).
+        timm_repo_id: Where the plain-timm export of this model is pushed (see `export_timm`); the card points to
+            it and shows how to load it.
         license: A Hub license id (e.g. `"apache-2.0"`); check the backbones' and dataset's licenses.
         tags: Extra Hub tags.
 
@@ -328,44 +355,25 @@ def render_model_card(
     specs = list(getattr(config, "backbones", None) or [])
     backbones = [_describe_backbone(config, i, spec) for i, spec in enumerate(specs)]
     base_models = [b["hub_id"] for b in backbones if b["hub_id"]]
-    dataset_hub_id = dataset_name if dataset_name and _looks_like_hub_id(dataset_name) else None
     metrics = _metrics(eval_results or {})
     problem_type = getattr(config, "problem_type", None) or "single_label_classification"
     labels = _labels(config)
 
-    eval_entries = [
-        EvalResult(
-            task_type=task,
-            task_name=task_title,
-            dataset_type=dataset_hub_id or "custom",
-            dataset_name=dataset_name or "custom dataset",
-            dataset_config=dataset_config_name,
-            dataset_split=eval_split,
-            metric_type=name,
-            metric_name=name.replace("_", " ").capitalize(),
-            metric_value=value,
-        )
-        for name, value in metrics
-        if name != "loss" and math.isfinite(value)
-    ]
     modalities = {b["modality"] for b in backbones}
-    card_data = ModelCardData(
+    card_data = _model_card_data(
         model_name=model_name,
-        base_model=(base_models[0] if len(base_models) == 1 else base_models) or None,
-        datasets=[dataset_hub_id] if dataset_hub_id else None,
-        metrics=[name for name, _ in metrics if name != "loss"] or None,
-        pipeline_tag=task,
+        task=task,
+        base_models=base_models,
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        metrics=metrics,
+        eval_split=eval_split,
         library_name="transformers",
         license=license,
-        tags=_unique(
-            ["hf_transfer", "transfer-learning", task]
-            + (["timm"] if any(b["library"] == "timm" for b in backbones) else [])
-            + (["multimodal"] if len(modalities) > 1 else [])
-            + list(tags)
-        ),
-        eval_results=eval_entries or None,
-        # Several base models would read as a merge on the Hub: they are fine-tuned together.
-        base_model_relation="finetune" if base_models else None,
+        tags=["hf_transfer", "transfer-learning", task]
+        + (["timm"] if any(b["library"] == "timm" for b in backbones) else [])
+        + (["multimodal"] if len(modalities) > 1 else [])
+        + list(tags),
     )
 
     fusion = getattr(config, "fusion", None) if len(specs) > 1 else None
@@ -388,7 +396,7 @@ def render_model_card(
         "output_description": _output_description(problem_type, len(labels)),
         "dataset_name": dataset_name,
         "dataset_title": f"{dataset_name} ({dataset_config_name})" if dataset_config_name else dataset_name,
-        "dataset_link": f"https://huggingface.co/datasets/{dataset_hub_id}" if dataset_hub_id else None,
+        "dataset_link": _dataset_link(dataset_name),
         "dataset_config_name": dataset_config_name,
         "dataset_splits": [
             _row(f"{split} split", _format_split(size)) for split, size in (dataset_splits or {}).items()
@@ -398,6 +406,7 @@ def render_model_card(
         "eval_rows": [_row(name, f"{value:.4f}") for name, value in metrics],
         "has_training_curve": has_training_curve,
         "has_confusion_matrix": has_confusion_matrix,
+        "timm_repo_id": timm_repo_id,
         "framework_versions": [_row(name, _version(dist)) for name, dist in _FRAMEWORKS],
     }
     return ModelCard.from_template(card_data, template_path=str(model_card_template_path()), **template_kwargs)
@@ -409,6 +418,57 @@ def write_model_card(output_dir: str | os.PathLike, card: ModelCard) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
     return path
+
+
+def _model_card_data(
+    *,
+    model_name: str,
+    task: str,
+    base_models: Sequence[str],
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    metrics: Sequence[tuple[str, float]],
+    eval_split: str,
+    library_name: str,
+    license: str | None,
+    tags: Sequence[str],
+) -> ModelCardData:
+    """The Hub metadata of a card: base models, dataset, tags, and `model-index` from the eval metrics."""
+    dataset_hub_id = dataset_name if dataset_name and _looks_like_hub_id(dataset_name) else None
+    eval_entries = [
+        EvalResult(
+            task_type=task,
+            task_name=_TASKS[task][0],
+            dataset_type=dataset_hub_id or "custom",
+            dataset_name=dataset_name or "custom dataset",
+            dataset_config=dataset_config_name,
+            dataset_split=eval_split,
+            metric_type=name,
+            metric_name=name.replace("_", " ").capitalize(),
+            metric_value=value,
+        )
+        for name, value in metrics
+        if name != "loss" and math.isfinite(value)
+    ]
+    return ModelCardData(
+        model_name=model_name,
+        base_model=(base_models[0] if len(base_models) == 1 else list(base_models)) or None,
+        datasets=[dataset_hub_id] if dataset_hub_id else None,
+        metrics=[name for name, _ in metrics if name != "loss"] or None,
+        pipeline_tag=task,
+        library_name=library_name,
+        license=license,
+        tags=_unique(tags),
+        eval_results=eval_entries or None,
+        # Several base models would read as a merge on the Hub: they are fine-tuned together.
+        base_model_relation="finetune" if base_models else None,
+    )
+
+
+def _dataset_link(dataset_name: str | None) -> str | None:
+    if dataset_name and _looks_like_hub_id(dataset_name):
+        return f"https://huggingface.co/datasets/{dataset_name}"
+    return None
 
 
 def _row(name: str, value: str) -> dict[str, str]:
@@ -839,3 +899,626 @@ def _retry_cli_command(folder: Path, repo_id: str, revision: str | None) -> str:
     if revision:
         parts += ["--revision", revision]
     return shlex.join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------- timm export
+
+
+def export_timm(model: PreTrainedModel, output_dir: str | os.PathLike) -> Path:
+    """Writes a one-timm-backbone, linear-head model in timm's own Hub format.
+
+    The folder holds `config.json` (`architecture`, `num_classes`, `num_features`, `global_pool`, `label_names`,
+    `model_args`, `pretrained_cfg` with the preprocessing and `label_names`) and `model.safetensors` with timm's
+    state-dict keys: the backbone's own, plus our linear head under the name of the architecture's classifier (`fc`,
+    `head`, `classifier`, ...). Pushed to the Hub, it loads with `timm.create_model("hf-hub:<repo>",
+    pretrained=True)` and with stock transformers (`AutoModelForImageClassification`, which picks
+    `TimmWrapperForImageClassification`), with no hf_transfer and no remote code. The export is checked to give the
+    model's own logits before anything is written.
+
+    Args:
+        model: A `TransferForImageClassification` with exactly one timm backbone and a linear head (no fusion, no
+            MLP).
+        output_dir: The folder to write (created if needed).
+
+    Returns:
+        `output_dir`, as a `Path`.
+
+    Raises:
+        ValueError: The model does not map onto a plain timm model; the message says why.
+
+    Example:
+        ```python
+        >>> export_timm(model, "outputs/resnet18-cifar10/timm_export")
+        PosixPath('outputs/resnet18-cifar10/timm_export')
+        >>> timm.create_model("local-dir:outputs/resnet18-cifar10/timm_export", pretrained=True)
+        ```
+    """
+    from timm.models import save_for_hf
+
+    spec = _timm_export_spec(model)
+    timm_model = _timm_model_with_head(model, spec)
+    _check_same_logits(model, timm_model, spec["data_config"]["input_size"])
+
+    labels = _labels(model.config)
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_config: dict[str, Any] = {
+        "label_names": labels,
+        # num_classes keeps timm from dropping label_names as belonging to the backbone's pretraining head.
+        "pretrained_cfg": {"label_names": labels, "num_classes": len(labels)},
+    }
+    if getattr(model.config, "problem_type", None):
+        model_config["problem_type"] = model.config.problem_type  # read by transformers' TimmWrapperConfig
+    save_for_hf(timm_model, str(folder), model_config=model_config, safe_serialization=True)
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    # timm records num_classes in model_args too, but transformers' TimmWrapper passes num_classes itself and would
+    # fail on the duplicate keyword; timm reads the top-level num_classes anyway.
+    (config.get("model_args") or {}).pop("num_classes", None)
+    # The pretrained tag names the weights the backbone started from, not these.
+    config["pretrained_cfg"].pop("tag", None)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def _timm_export_spec(model: Any) -> dict[str, Any]:
+    """The single timm backbone's spec, or a ValueError that lists why the model is no plain timm model."""
+    from torch import nn
+
+    config = getattr(model, "config", None)
+    specs = list(getattr(config, "backbones", None) or [])
+    head = getattr(model, "head", None)
+    if not specs or not isinstance(head, nn.Module):
+        raise ValueError(
+            f"Cannot export {type(model).__name__} as a timm model: only hf_transfer classification models "
+            "(TransferForImageClassification) with one timm backbone and a linear head can be."
+        )
+    reasons = []
+    if len(specs) > 1:
+        sources = ", ".join(str(spec.get("source")) for spec in specs)
+        reasons.append(f"it fuses {len(specs)} backbones ({sources}) and a timm model has one")
+    elif specs[0].get("library") != "timm":
+        reasons.append(f"its backbone {specs[0].get('source')!r} is a {specs[0].get('library')} model, not a timm one")
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if getattr(config, "head", "linear") != "linear" or len(linears) != 1:
+        reasons.append(
+            f"its head is an MLP (hidden sizes {getattr(config, 'head_hidden_sizes', None)}) and a timm classifier "
+            "is one linear layer"
+        )
+    if reasons:
+        raise ValueError(
+            f"Cannot export this model as a plain timm model: {'; '.join(reasons)}. Only one timm backbone with a "
+            "linear head maps onto timm's format. Publish it without the timm export: it loads with hf_transfer "
+            "installed, or anywhere with trust_remote_code=True."
+        )
+    return specs[0]
+
+
+def _timm_model_with_head(model: Any, spec: Mapping[str, Any]) -> Any:
+    """A fresh timm model of the backbone's architecture with the backbone's weights and our head as classifier."""
+    import timm
+    from torch import nn
+
+    timm_config = spec["config"]
+    head = next(m for m in model.head.modules() if isinstance(m, nn.Linear))
+    timm_model = timm.create_model(
+        timm_config["architecture"],
+        pretrained=False,
+        num_classes=head.out_features,
+        pretrained_cfg=dict(timm_config.get("pretrained_cfg") or {}) or None,
+        **(timm_config.get("model_args") or {}),
+    )
+    classifier = timm_model.get_classifier()
+    if not isinstance(classifier, nn.Linear) or classifier.weight.shape != head.weight.shape:
+        raise ValueError(
+            f"Cannot export this model as a plain timm model: the classifier of timm's {timm_config['architecture']} "
+            f"is {type(classifier).__name__} {tuple(getattr(classifier, 'weight', ()).shape or ())}, not a linear "
+            f"layer of shape {tuple(head.weight.shape)} like this model's head."
+        )
+    classifier_name = next(name for name, module in timm_model.named_modules() if module is classifier)
+    backbone = model.get_base_model().backbones[0].model
+    state_dict = dict(backbone.state_dict())
+    state_dict[f"{classifier_name}.weight"] = head.weight.detach()
+    state_dict[f"{classifier_name}.bias"] = head.bias.detach()
+    timm_model.load_state_dict(state_dict, strict=True)  # every key of timm's own layout, nothing left over
+    return timm_model.eval()
+
+
+def _check_same_logits(model: Any, timm_model: Any, input_size: Sequence[int]) -> None:
+    import torch
+
+    parameter = next(model.parameters())
+    pixels = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = model(pixel_values=pixels.to(parameter.device, parameter.dtype)).logits.float().cpu()
+            exported = timm_model(pixels)
+    finally:
+        model.train(was_training)
+    tolerance = 1e-4 if parameter.dtype == torch.float32 else 5e-2
+    if not torch.allclose(exported, expected, rtol=tolerance, atol=tolerance):
+        raise ValueError(
+            f"The timm export of {timm_model.__class__.__name__} does not reproduce the model's logits (max "
+            f"difference {(exported - expected).abs().max().item():.3g}): its pooling or head differs from timm's "
+            "own forward_head. Publish it without the timm export."
+        )
+
+
+def render_timm_model_card(
+    config: PreTrainedConfig,
+    timm_config: Mapping[str, Any],
+    *,
+    repo_id: str,
+    source_repo_id: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    eval_results: Mapping[str, float] | None = None,
+    eval_split: str = "validation",
+    license: str | None = None,
+    tags: Sequence[str] = (),
+) -> ModelCard:
+    """Renders the card of a timm export (`export_timm`): timm metadata, loading snippets, the eval results.
+
+    Args:
+        config: The hf_transfer model's config (backbones, labels).
+        timm_config: The export's `config.json` (`architecture`, `pretrained_cfg`).
+        repo_id: Where the export is pushed.
+        source_repo_id: The hf_transfer repo of the same model, whose card describes the training run.
+        dataset_name: The Hub dataset id, or a local name, or None.
+        dataset_config_name: The dataset config.
+        eval_results: Metrics as the Trainer writes them (see `render_model_card`).
+        eval_split: The split `eval_results` were measured on.
+        license: A Hub license id.
+        tags: Extra Hub tags.
+
+    Returns:
+        The card; `write_model_card` saves it as README.md.
+    """
+    specs = list(getattr(config, "backbones", None) or [])
+    base_models = [hub_id for hub_id in (_backbone_hub_id(spec) for spec in specs) if hub_id]
+    metrics = _metrics(eval_results or {})
+    labels = _labels(config)
+    pretrained_cfg = timm_config.get("pretrained_cfg") or {}
+    card_data = _model_card_data(
+        model_name=repo_id.split("/")[-1],
+        task="image-classification",
+        base_models=base_models,
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        metrics=metrics,
+        eval_split=eval_split,
+        library_name="timm",
+        license=license,
+        tags=["timm", "transformers", "image-classification", "hf_transfer", "transfer-learning", *tags],
+    )
+    input_size = pretrained_cfg.get("input_size") or [3, 224, 224]
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(model_card_template_path(TIMM_MODEL_CARD_TEMPLATE)),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        source_repo_id=source_repo_id,
+        architecture=timm_config["architecture"],
+        num_labels=len(labels),
+        label_preview=_label_preview(labels),
+        input_size="×".join(map(str, input_size[1:])),
+        mean=_format_value(list(pretrained_cfg.get("mean") or [])),
+        std=_format_value(list(pretrained_cfg.get("std") or [])),
+        dataset_name=dataset_name,
+        dataset_title=f"{dataset_name} ({dataset_config_name})" if dataset_config_name else dataset_name,
+        dataset_link=_dataset_link(dataset_name),
+        eval_split=eval_split,
+        eval_rows=[_row(name, f"{value:.4f}") for name, value in metrics],
+        framework_versions=[_row(name, _version(dist)) for name, dist in _FRAMEWORKS],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- publish
+
+
+def publish_model(
+    model: PreTrainedModel,
+    output_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    token: str | None = None,
+    task: str | None = None,
+    processors: Sequence[Any] | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    dataset_splits: Mapping[str, int | str] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    eval_results: Mapping[str, float] | None = None,
+    eval_split: str = "validation",
+    log_history: Sequence[Mapping[str, Any]] | None = None,
+    eval_labels: Sequence[int] | np.ndarray | None = None,
+    eval_predictions: Sequence[int] | np.ndarray | None = None,
+    timm_repo_id: str | None = None,
+    license: str | None = None,
+    tags: Sequence[str] = (),
+    commit_message: str | None = None,
+    private: bool | None = None,
+) -> CommitInfo:
+    """Saves a trained model with its processors, plots and card in `output_dir`, and pushes it to the Hub.
+
+    One call for a model trained in Python (`publish` does the same for a Trainer run, gathering the arguments):
+    `save_pretrained` (weights as safetensors, config with `auto_map`, the modeling code), the processors
+    `pipeline()` needs, `training_curve.png` from the log history, `confusion_matrix.png` from eval predictions,
+    README.md, then `push_folder_to_hub`. With `timm_repo_id`, a plain-timm copy (`export_timm`) is written to
+    `output_dir/timm_export/` with its own card and pushed there too (after the main repo).
+
+    Args:
+        model: The trained model (a `TransferFor...Classification`).
+        output_dir: The run's folder (the Trainer's `output_dir`); created if needed, never emptied.
+        repo_id: `"namespace/name"` (see `check_push_target`).
+        token: A token with write access; defaults to `huggingface_hub.get_token()`.
+        task: `"image-classification"` or `"text-classification"`; by default from the model's main input.
+        processors: One image processor / tokenizer per backbone. By default those already in `output_dir`, else
+            each backbone's own (`hf_transfer.processing.load_processors`).
+        dataset_name: The Hub dataset id (or a local name; local paths are shown by their last component only).
+        dataset_config_name: The dataset config (e.g. `"mrpc"`).
+        dataset_splits: Split name -> number of examples.
+        hyperparameters: Name -> value (see `training_hyperparameters`).
+        eval_results: The eval metrics, Trainer-style (`{"eval_accuracy": 0.91, ...}`).
+        eval_split: The split they were measured on.
+        log_history: `trainer.state.log_history`, for the training curve.
+        eval_labels: True label ids on `eval_split`, for the confusion matrix (with `eval_predictions`).
+        eval_predictions: Predicted label ids on `eval_split`.
+        timm_repo_id: Also push a plain-timm export there (one timm backbone with a linear head only).
+        license: A Hub license id for both cards.
+        tags: Extra Hub tags.
+        commit_message: The commit's title; by default it names the eval results.
+        private: Visibility of repos created by this call.
+
+    Returns:
+        The main repo's commit (`.oid` is its sha).
+
+    Raises:
+        ValueError: `timm_repo_id` is given for a model that is no plain timm model (raised before anything is
+            written), or a file to upload contains the token.
+        HubPushError: The upload failed; `output_dir` is intact and the message gives the retry command.
+
+    Example:
+        ```python
+        >>> trainer.train()
+        >>> publish_model(model, "outputs/run", repo_id="alice/resnet18-pets", log_history=trainer.state.log_history,
+        ...               eval_results=trainer.evaluate())
+        ```
+    """
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper holds the model as `module`
+    if timm_repo_id:
+        _timm_export_spec(model)  # fail before writing or pushing anything
+    folder = Path(output_dir)
+    task = task or _task_of(model)
+    model.save_pretrained(folder)
+    _save_processors_once(model, folder, processors)
+
+    curve = plot_training_curve(log_history, folder / "training_curve.png") if log_history else None
+    confusion = None
+    if eval_labels is not None and eval_predictions is not None and len(eval_labels):
+        confusion = plot_confusion_matrix(
+            eval_labels, eval_predictions, _labels(model.config), folder / "confusion_matrix.png"
+        )
+    dataset_name = _publishable_dataset_name(dataset_name)
+    card_kwargs = dict(
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        eval_results=eval_results,
+        eval_split=eval_split,
+        license=license,
+        tags=tags,
+    )
+    fusion_weights = model.fusion_weights() if callable(getattr(model, "fusion_weights", None)) else None
+    card = render_model_card(
+        model.config,
+        repo_id=repo_id,
+        task=task,
+        dataset_splits=dataset_splits,
+        hyperparameters=hyperparameters,
+        fusion_weights=fusion_weights,
+        has_training_curve=curve is not None,
+        has_confusion_matrix=confusion is not None,
+        timm_repo_id=timm_repo_id,
+        **card_kwargs,
+    )
+    write_model_card(folder, card)
+    if timm_repo_id:
+        timm_folder = export_timm(model, folder / TIMM_EXPORT_DIR)
+        timm_config = json.loads((timm_folder / "config.json").read_text())
+        timm_card = render_timm_model_card(
+            model.config, timm_config, repo_id=timm_repo_id, source_repo_id=repo_id, **card_kwargs
+        )
+        write_model_card(timm_folder, timm_card)
+
+    commit_message = commit_message or _commit_message(eval_results, eval_split)
+    commit = push_folder_to_hub(folder, repo_id, token=token, commit_message=commit_message, private=private)
+    if timm_repo_id:
+        push_folder_to_hub(
+            folder / TIMM_EXPORT_DIR, timm_repo_id, token=token, commit_message=commit_message, private=private
+        )
+    return commit
+
+
+def publish(
+    trainer: Trainer,
+    task: TaskInfo,
+    model_args: Any,
+    data_args: Any,
+    *,
+    repo_id: str,
+    token: str | None = None,
+    eval_dataset: Any | None = None,
+    commit_message: str | None = None,
+    timm_repo_id: str | None = None,
+    license: str | None = None,
+    private: bool | None = None,
+) -> CommitInfo | None:
+    """Publishes a finished recipe run: the model, its processors, plots and a card with the run's real numbers.
+
+    Gathers what the card reports from the run: eval metrics of the main eval split (`all_results.json` /
+    `eval_results.json` in `output_dir`, else the last evaluation in the trainer's log), hyperparameters (learning
+    rate, batch sizes × world size, epochs or steps, optimizer, scheduler, warmup, weight decay, seed, precision, and
+    the model flags: freeze, head, fusion, ...), dataset and split sizes, the learned fusion weights; predicts
+    `eval_dataset` for the confusion matrix (single-label classification); then `publish_model`.
+
+    Call it once training and evaluation are done, after `trainer.save_model()`. On a multi-process run only the
+    main process publishes (the others return None); the predictions are then made on the main process alone, so
+    calling it from the main process only does not hang.
+
+    Args:
+        trainer: The run's Trainer (`trainer.args.output_dir` is published).
+        task: The `hf_transfer.data.TaskInfo` of the data (labels, problem type, eval splits, dataset).
+        model_args: The recipe's model arguments (`backbone`, `freeze`, `head`, `fusion`, ...).
+        data_args: The recipe's `DataTrainingArguments` (dataset name and config, sequence length).
+        repo_id: `"namespace/name"`, as returned by `check_push_target`.
+        token: A token with write access; defaults to `huggingface_hub.get_token()`.
+        eval_dataset: The processed main eval split; defaults to `trainer.eval_dataset`.
+        commit_message: The commit's title; by default it names the eval results.
+        timm_repo_id: Also push a plain-timm export there (see `export_timm`).
+        license: A Hub license id.
+        private: Visibility of repos created by this call.
+
+    Returns:
+        The main repo's commit, or None on processes other than the main one.
+
+    Example:
+        ```python
+        >>> repo_id = check_push_target(training_args.hub_model_id, token)  # before training
+        >>> ...  # train, trainer.save_model(), evaluate, save_metrics
+        >>> publish(trainer, task, model_args, data_args, repo_id=repo_id, token=token).commit_url
+        ```
+    """
+    if not trainer.is_world_process_zero():
+        return None
+    args = trainer.args
+    output_dir = Path(args.output_dir)
+    eval_split = task.eval_splits[0] if task.eval_splits else "validation"
+    if eval_dataset is None:
+        eval_dataset = trainer.eval_dataset
+    if isinstance(eval_dataset, Mapping):
+        eval_dataset = eval_dataset.get(eval_split, next(iter(eval_dataset.values()), None))
+
+    labels = predictions = None
+    if eval_dataset is not None and task.problem_type == "single_label_classification":
+        labels, predictions = _eval_label_ids(trainer, eval_dataset)
+
+    run_results = _read_results(output_dir / "all_results.json")
+    other_splits = tuple(_eval_prefix(split) + "_" for split in task.eval_splits[1:])
+    eval_results = _main_split_metrics(output_dir, trainer.state.log_history, other_splits)
+    splits: dict[str, int] = {}
+    train_size = _length(trainer.train_dataset) or run_results.get("train_samples")
+    if train_size:
+        splits["train"] = int(train_size)
+    eval_size = _length(eval_dataset) or run_results.get("eval_samples")
+    if eval_size:
+        splits[eval_split] = int(eval_size)
+
+    num_backbones = len(getattr(trainer.model.config, "backbones", None) or [None])
+    hyperparameters = training_hyperparameters(args, model_args, num_backbones=num_backbones)
+    if task.modality != "image" and getattr(data_args, "max_seq_length", None):
+        hyperparameters["max_seq_length"] = data_args.max_seq_length
+    return publish_model(
+        trainer.model,
+        output_dir,
+        repo_id=repo_id,
+        token=token,
+        dataset_name=task.dataset_name or getattr(data_args, "dataset_name", None),
+        dataset_config_name=task.dataset_config_name or getattr(data_args, "dataset_config_name", None),
+        dataset_splits=splits,
+        hyperparameters=hyperparameters,
+        eval_results=eval_results,
+        eval_split=eval_split,
+        log_history=trainer.state.log_history,
+        eval_labels=labels,
+        eval_predictions=predictions,
+        timm_repo_id=timm_repo_id,
+        license=license,
+        commit_message=commit_message,
+        private=private,
+    )
+
+
+def training_hyperparameters(
+    training_args: TrainingArguments, model_args: Any = None, *, num_backbones: int = 1
+) -> dict[str, Any]:
+    """The hyperparameters a card reports, from `TrainingArguments` and the recipe's model arguments.
+
+    Batch sizes are given per device and in total (× world size × gradient accumulation); the epochs, or the steps
+    when `max_steps` is set; the optimizer with its settings; the model flags (`freeze`, `head`, `fusion`, ...),
+    leaving out those that do not apply (fusion with one backbone, MLP sizes with a linear head).
+
+    Args:
+        training_args: The run's `TrainingArguments`.
+        model_args: The recipe's model arguments (a dataclass), or None.
+        num_backbones: How many backbones the model has (fusion settings only apply to several).
+
+    Returns:
+        Name -> value, in reading order.
+    """
+    args = training_args
+    world_size = args.world_size
+    optimizer = str(getattr(args.optim, "value", args.optim))
+    if "adam" in optimizer.lower():
+        optimizer += f" (betas=({args.adam_beta1}, {args.adam_beta2}), epsilon={args.adam_epsilon})"
+    if args.optim_args:
+        optimizer += f" {args.optim_args}"
+    hyperparameters: dict[str, Any] = {
+        "learning_rate": args.learning_rate,
+        "train_batch_size (per device)": args.per_device_train_batch_size,
+        "eval_batch_size (per device)": args.per_device_eval_batch_size,
+        "world_size": world_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "total_train_batch_size": args.per_device_train_batch_size * world_size * args.gradient_accumulation_steps,
+        "total_eval_batch_size": args.per_device_eval_batch_size * world_size,
+    }
+    if args.max_steps is not None and args.max_steps > 0:
+        hyperparameters["training_steps"] = args.max_steps
+    else:
+        hyperparameters["num_epochs"] = args.num_train_epochs
+    hyperparameters.update(
+        {
+            "optimizer": optimizer,
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "warmup_steps": args.warmup_steps,
+            "weight_decay": args.weight_decay,
+            "seed": args.seed,
+            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        }
+    )
+    if args.label_smoothing_factor:
+        hyperparameters["label_smoothing_factor"] = args.label_smoothing_factor
+    if model_args is not None:
+        hyperparameters.update(_model_hyperparameters(model_args, num_backbones))
+    return hyperparameters
+
+
+# Model arguments that are not hyperparameters (the backbones are in the card's own table; weights are local paths).
+_MODEL_ARGS_NOT_SHOWN = {"backbone", "backbone_weights", "ignore_mismatched_sizes"}
+
+
+def _model_hyperparameters(model_args: Any, num_backbones: int) -> dict[str, Any]:
+    values = (
+        {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args)}
+        if dataclasses.is_dataclass(model_args)
+        else dict(vars(model_args))
+    )
+    shown = {}
+    for name, value in values.items():
+        if name in _MODEL_ARGS_NOT_SHOWN or name.startswith("_") or value is None:
+            continue
+        if name.startswith("fusion") and num_backbones < 2:
+            continue
+        if name in ("head_hidden_sizes", "head_activation") and values.get("head") != "mlp":
+            continue
+        if name == "num_frozen_groups" and values.get("freeze") != "partial":
+            continue
+        if isinstance(value, str) and _looks_like_local_path(value):
+            value = Path(value).name  # a card does not publish local paths
+        shown[name] = value
+    return shown
+
+
+def _task_of(model: Any) -> str:
+    return "text-classification" if getattr(model, "main_input_name", None) == "input_ids" else "image-classification"
+
+
+def _save_processors_once(model: Any, folder: Path, processors: Sequence[Any] | None) -> None:
+    """Saves the processors `pipeline()` loads, unless the run already saved them in `folder`."""
+    if processors is None:
+        if (folder / "preprocessor_config.json").is_file() or (folder / "tokenizer_config.json").is_file():
+            return
+        if not getattr(model.config, "backbones", None):
+            return
+        from .processing import load_processors
+
+        processors = load_processors(model.config)
+    from .processing import save_processors
+
+    save_processors(list(processors), folder)
+
+
+def _publishable_dataset_name(dataset_name: str | None) -> str | None:
+    """A local dataset by its folder name, marked local (a card neither publishes local paths nor links them to an
+    unrelated Hub dataset of the same name)."""
+    if dataset_name and _looks_like_local_path(dataset_name):
+        return f"{Path(dataset_name).name} (local)"
+    return dataset_name
+
+
+def _commit_message(eval_results: Mapping[str, Any] | None, eval_split: str) -> str:
+    shown = [f"{name} {value:.4f}" for name, value in _metrics(eval_results or {}) if name != "loss"][:3]
+    return "Upload model trained with hf_transfer" + (f" ({', '.join(shown)} on {eval_split})" if shown else "")
+
+
+def _eval_prefix(split: str) -> str:
+    """The metric key prefix of an extra eval split, as `recipes/finetune.py` names it (`eval_mismatched`)."""
+    return f"eval_{split.removeprefix('validation_')}"
+
+
+def _main_split_metrics(
+    output_dir: Path, log_history: Sequence[Mapping[str, Any]], other_split_prefixes: tuple[str, ...]
+) -> dict[str, Any]:
+    """The main eval split's metrics: from the results files the run wrote, else its last evaluation logged."""
+
+    def main_split(results: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in results.items() if k.startswith("eval_") and not k.startswith(other_split_prefixes)}
+
+    for name in ("all_results.json", "eval_results.json"):
+        found = main_split(_read_results(output_dir / name))
+        if found:
+            return found
+    for entry in reversed(log_history):
+        found = main_split(entry)
+        if found:
+            return found
+    return {}
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _length(dataset: Any) -> int | None:
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:  # an iterable dataset
+        return None
+
+
+def _eval_label_ids(trainer: Trainer, dataset: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """True and predicted label ids on `dataset`, for the confusion matrix."""
+    if trainer.args.world_size > 1:
+        # `trainer.predict` is collective (sharded loader, gathers): on the main process alone it would hang.
+        return _predict_here(trainer, dataset)
+    output = trainer.predict(dataset, metric_key_prefix="publish")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    if output.label_ids is None or logits is None:
+        return None, None
+    return np.asarray(output.label_ids).reshape(-1), np.asarray(logits).argmax(-1).reshape(-1)
+
+
+def _predict_here(trainer: Trainer, dataset: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    model = trainer.model
+    loader = DataLoader(dataset, batch_size=trainer.args.per_device_eval_batch_size, collate_fn=trainer.data_collator)
+    device = next(model.parameters()).device
+    labels, predictions = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                labels.append(batch.pop("labels").reshape(-1).cpu())
+                inputs = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                predictions.append(model(**inputs).logits.argmax(-1).reshape(-1).cpu())
+    except (KeyError, TypeError, ValueError) as e:  # a batch layout this loop does not know: no confusion matrix
+        logger.warning("No confusion matrix: could not predict the eval split on the main process alone (%s).", e)
+        return None, None
+    finally:
+        model.train(was_training)
+    return torch.cat(labels).numpy(), torch.cat(predictions).numpy()
