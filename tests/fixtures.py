@@ -280,3 +280,24 @@ def image_backbone(size: int = 32, suffix: str = "", mean=(0.5, 0.5, 0.5), std=(
 def text_backbone(suffix: str = "", **extra) -> dict:
     """A text backbone entry as ``config.backbones`` carries it."""
     return {"modality": "text", "input_suffix": suffix, **extra}
+
+
+RECIPE_SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
+RECIPE_COMMON_FLAGS = [
+    "--report_to",
+    "none",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "16",
+]
+
+
+def load_recipe_script(module_name: str = "finetune"):
+    """Imports `recipes/finetune.py` as a module, so that tests call its `main(argv)` in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, RECIPE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,5 @@
 """`recipes/finetune.py` end to end: local datasets with the Hub schemas, tiny backbones, real Trainer runs."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,18 +14,9 @@ import torch
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "recipes" / "finetune.py"
-COMMON = ["--report_to", "none", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16"]
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-finetune = load_recipe()
+SCRIPT = fixtures.RECIPE_SCRIPT
+COMMON = fixtures.RECIPE_COMMON_FLAGS
+finetune = fixtures.load_recipe_script()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 The recipe runs in-process (as in tests/test_finetune.py) on the local CIFAR-10 stand-in, against the loopback Hub.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,18 +16,9 @@ from huggingface_hub import ModelCard, constants
 
 from hf_transfer.hub import HubAuthError, assert_no_secret_in_files
 
-SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
-COMMON = ["--report_to", "none", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16"]
-
-
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location("finetune_for_publish_tests", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-finetune = _load_recipe()
+SCRIPT = fixtures.RECIPE_SCRIPT
+COMMON = fixtures.RECIPE_COMMON_FLAGS
+finetune = fixtures.load_recipe_script("finetune_for_publish_tests")
 
 
 @pytest.fixture(scope="module")
