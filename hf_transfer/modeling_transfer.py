@@ -69,6 +69,7 @@ class TimmBackbone(nn.Module):
     """A timm model as a feature extractor: `pixel_values` → pooled features with timm's own global pool."""
 
     modality = "image"
+    unused_parameters: frozenset[str] = frozenset()
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -131,6 +132,8 @@ class TransformersBackbone(nn.Module):
         self.model = model
         self.pooling = pooling
         self.modality = "image" if model.main_input_name == "pixel_values" else "text"
+        # Used only for masked-image pretraining (DINOv2, BEiT...): never part of a classifier's forward pass.
+        self.unused_parameters = {f"model.{n}" for n, _ in model.named_parameters() if n.endswith("mask_token")}
         self.input_names = IMAGE_INPUTS if self.modality == "image" else TEXT_INPUTS
 
     @classmethod
@@ -688,7 +691,9 @@ class TransferModel(TransferPreTrainedModel):
         parameters = dict(backbone.named_parameters())
         for group_index, names in enumerate(backbone.layer_groups()):
             for name in names:
-                parameters[name].requires_grad_(group_index >= trainable_from)
+                parameters[name].requires_grad_(
+                    group_index >= trainable_from and name not in backbone.unused_parameters
+                )
 
     def fusion_weights(self) -> dict[str, float] | None:
         """Learned `weighted_sum` weights per backbone source (None for other fusions or a single backbone)."""

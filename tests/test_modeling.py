@@ -520,3 +520,49 @@ def test_precomputed_backbone_features_replace_running_the_backbone():
     torch.testing.assert_close(mixed.logits, direct.logits)
     with pytest.raises(TypeError, match="backbone_features_5"):
         model(backbone_features_5=features["backbone_features_0"], **features)
+
+
+def _tiny_transformers_backbones():
+    from transformers import (
+        ConvNextConfig,
+        DebertaV2Config,
+        Dinov2Config,
+        DistilBertConfig,
+        RobertaConfig,
+    )
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    return {
+        "convnext": (ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32), "pooler"),
+        "dinov2": (Dinov2Config(image_size=32, patch_size=8, **small), "pooler"),
+        "vit": (None, "cls"),
+        "roberta": (RobertaConfig(vocab_size=100, **small), "pooler"),
+        "deberta-v2": (DebertaV2Config(vocab_size=100, **small), "cls"),
+        "distilbert": (DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=37), "cls"),
+    }
+
+
+@pytest.mark.parametrize("architecture", list(_tiny_transformers_backbones()))
+def test_transformers_architectures_build_train_and_round_trip(architecture, tmp_path):
+    config, expected_pooling = _tiny_transformers_backbones()[architecture]
+    if config is None:
+        path = save_tiny_vit(tmp_path / architecture)
+    else:
+        torch.manual_seed(0)
+        AutoModel.from_config(config).save_pretrained(tmp_path / architecture)
+        path = str(tmp_path / architecture)
+    model = TransferForSequenceClassification.from_backbones(path, num_labels=3)
+    spec = model.config.backbones[0]
+    assert spec["pooling"] == expected_pooling
+    if spec["modality"] == "image":
+        inputs = {"pixel_values": torch.randn(2, 3, 32, 32)}
+    else:
+        inputs = {"input_ids": torch.randint(5, 100, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    out = model(**inputs, labels=torch.tensor([0, 2]))
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad), "every trainable tensor learns"
+    assert len(model.transfer.backbones[0].layer_groups()) >= 3
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, model.eval()(**inputs).logits)
