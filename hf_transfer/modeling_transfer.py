@@ -373,7 +373,8 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
             model = timm.create_model(prefix + name, pretrained=spec.pretrained, num_classes=0, **model_args)
             pairs = [(TimmBackbone(model), _timm_spec(model, config.architecture, model_args))]
         else:
-            model = AutoModel.from_pretrained(name)
+            # pretrained=False (--random_init): the architecture with its own random init, not the checkpoint's weights
+            model = AutoModel.from_pretrained(name) if spec.pretrained else AutoModel.from_config(config)
             if model.main_input_name not in ("pixel_values", "input_ids"):
                 raise ValueError(
                     f"Backbone {name!r} ({config.model_type}) takes {model.main_input_name!r}; hf_transfer supports "

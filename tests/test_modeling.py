@@ -566,3 +566,12 @@ def test_transformers_architectures_build_train_and_round_trip(architecture, tmp
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved").eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, model.eval()(**inputs).logits)
+
+
+def test_random_init_of_a_transformers_checkpoint_does_not_load_its_weights(tmp_path):
+    path = save_tiny_bert(tmp_path / "bert")
+    pretrained = TransferForSequenceClassification.from_backbones(path, num_labels=2)
+    random = TransferForSequenceClassification.from_backbones(path, num_labels=2, pretrained=False)
+    key = "transfer.backbones.0.model.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(pretrained.state_dict()[key], random.state_dict()[key])
+    assert random.config.backbones[0]["pretrained"] is False
