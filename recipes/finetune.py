@@ -19,6 +19,7 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.nn.functional as F
 import transformers
 import yaml
 from transformers import (
@@ -42,7 +43,13 @@ from hf_transfer.data import (
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
-from hf_transfer.training import DistillationTrainer, Distiller, GradualUnfreezingCallback, TransferTrainer
+from hf_transfer.training import (
+    TEACHER_PREFIX,
+    DistillationTrainer,
+    Distiller,
+    GradualUnfreezingCallback,
+    TransferTrainer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +174,8 @@ def backbone_specs(model_args: ModelArguments) -> list[BackboneSpec]:
     return [
         BackboneSpec(
             name,
-            weights=None if not weights or weights[i].lower() == "none" else weights[i],
+            # --random_init wins over --backbone_weights (the file would load the pretrained weights back in)
+            weights=None if model_args.random_init or not weights or weights[i].lower() == "none" else weights[i],
             pretrained=not model_args.random_init,
             pooling=model_args.pooling,
         )
@@ -183,20 +191,58 @@ def set_image_size(config, size: int) -> None:
 
 
 def load_teacher(name: str, student_config):
-    """Loads the distillation teacher; it must read the student's inputs (same image preprocessing)."""
+    """Loads the distillation teacher (a classifier reading the student's inputs, see `TeacherPixels`)."""
     auto_class = (
         AutoModelForImageClassification if student_config.modality == "image" else AutoModelForSequenceClassification
     )
-    teacher = auto_class.from_pretrained(name)
-    student_images = [s["data_config"] for s in student_config.backbones if s["modality"] == "image"]
-    for spec in getattr(teacher.config, "backbones", None) or []:
-        if spec["modality"] == "image" and student_images and spec["data_config"] != student_images[0]:
-            raise ValueError(
-                f"Teacher {name} preprocesses images differently ({spec['data_config']}) from the student "
-                f"({student_images[0]}); the recipe feeds the teacher the student's inputs. Pass --image_size to "
-                "align them, or use hf_transfer.training.Distiller with `teacher_`-prefixed inputs from Python."
-            )
-    return teacher
+    return auto_class.from_pretrained(name)
+
+
+class TeacherPixels:
+    """Gives an image teacher whose preprocessing differs from the student's its own `teacher_pixel_values*` inputs,
+    as timm's distillation does: the student's (augmented) pixels, its normalization undone, resized to the teacher's
+    input size and normalized with the teacher's mean and std. A fused ResNet-18 + VGG16 teacher, for one, reads
+    `pixel_values_1` (VGG16's crop and interpolation), which a ResNet-18 student's batch lacks.
+
+    Args:
+        collator: The student's data collator.
+        student: The data config of the student's `pixel_values`.
+        targets: `teacher_pixel_values{suffix}` → the data config of that teacher input.
+    """
+
+    def __init__(self, collator, student: dict, targets: dict[str, dict]):
+        self.collator = collator
+        self.mean, self.std = (torch.tensor(student[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+        self.targets = targets
+
+    @classmethod
+    def wrap(cls, collator, student_config, teacher_config):
+        """Returns `collator`, wrapped when the teacher reads images preprocessed unlike the student's.
+
+        Args:
+            collator: The student's data collator.
+            student_config: The student's config (an hf_transfer model's).
+            teacher_config: The teacher's config (an hf_transfer model's, or any other: not wrapped).
+        """
+        student = next((s["data_config"] for s in student_config.backbones if s["modality"] == "image"), None)
+        targets = {
+            f"{TEACHER_PREFIX}pixel_values{spec['input_suffix']}": spec["data_config"]
+            for spec in getattr(teacher_config, "backbones", None) or []
+            if student and spec["modality"] == "image" and spec["data_config"] != student
+        }
+        return cls(collator, student, targets) if targets else collator
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.collator(rows)
+        pixels = batch["pixel_values"] * self.std + self.mean
+        for key, config in self.targets.items():
+            size, resized = list(config["input_size"][-2:]), pixels
+            if list(pixels.shape[-2:]) != size:
+                mode = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
+                resized = F.interpolate(pixels, size, mode=mode, antialias=True)
+            mean, std = (torch.tensor(config[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+            batch[key] = (resized - mean) / std
+        return batch
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -302,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
                     dataset,
                     data_collator,
                     batch_size=training_args.per_device_eval_batch_size,
-                    preprocessing=[data_args.max_seq_length, data_args.text_column_names],
+                    preprocessing=[data_args.max_seq_length, data_args.text_column_names, str(autocast)],
                     autocast_dtype=autocast,
                     desc=f"Caching backbone features ({split})",
                 )
@@ -312,6 +358,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset = cached.get("train")
         eval_datasets = {split: cached[split] for split in eval_datasets}
         data_collator = collate_cached
+        if training_args.train_sampling_strategy == "group_by_length":  # features have no length to group by
+            training_args.train_sampling_strategy = "random"
 
     # 5. Train and evaluate
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
@@ -327,11 +375,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if model_args.teacher:
         trainer_class = DistillationTrainer
+        teacher = load_teacher(model_args.teacher, model.config)
         trainer_kwargs["distiller"] = Distiller(
-            load_teacher(model_args.teacher, model.config),
-            alpha=model_args.distill_alpha,
-            temperature=model_args.distill_temperature,
+            teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
         )
+        data_collator = TeacherPixels.wrap(data_collator, model.config, teacher.config)
     trainer = trainer_class(
         model=model,
         args=training_args,

@@ -297,3 +297,12 @@ def test_killed_run_resumes_to_the_same_metrics(data, tmp_path):
     got = read_json(out / "eval_results.json")
     for key in ("eval_loss", "eval_accuracy"):
         assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+def test_random_init_ignores_backbone_weights(tmp_path):
+    model_args, _, _ = finetune.parse_args(
+        ["--backbone", "tf_efficientnet_lite0", "--backbone_weights", "lite0.pth", "--random_init"]
+        + ["--dataset_name", "x", "--output_dir", str(tmp_path)]
+    )
+    (spec,) = finetune.backbone_specs(model_args)
+    assert spec.weights is None and spec.pretrained is False  # the file would load the pretrained weights back in
