@@ -962,6 +962,12 @@ def export_timm(model: PreTrainedModel, output_dir: str | os.PathLike) -> Path:
     return folder
 
 
+def check_timm_exportable(model: PreTrainedModel) -> None:
+    """Raises the ValueError `export_timm` would raise, before any training: the model must be exactly one timm
+    backbone with a linear head."""
+    _timm_export_spec(model)
+
+
 def _timm_export_spec(model: Any) -> dict[str, Any]:
     """The single timm backbone's spec, or a ValueError that lists why the model is no plain timm model."""
     from torch import nn

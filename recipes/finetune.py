@@ -124,6 +124,13 @@ class ModelArguments:
         default=0.5, metadata={"help": "Weight of the label loss; 1 - alpha weighs the distillation loss."}
     )
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation."})
+    hub_timm_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --push_to_hub: also push an export in timm's own format (one timm backbone, linear head) "
+            "to this repo, which stock transformers and timm.create_model('hf-hub:...') load without remote code."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
     )
@@ -274,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.hub_model_id = check_push_target(
             training_args.hub_model_id or Path(training_args.output_dir).name, hub_token
         )
+        if model_args.hub_timm_model_id:
+            model_args.hub_timm_model_id = check_push_target(model_args.hub_timm_model_id, hub_token)
         remove_secrets_from_args(training_args)
         # The Trainer's own push would upload checkpoints and training_args.bin: hf_transfer pushes at the end.
         training_args.push_to_hub = False
@@ -317,6 +326,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if model_args.image_size:
         set_image_size(model.config, model_args.image_size)
+    if push_requested and model_args.hub_timm_model_id:
+        from hf_transfer.hub import check_timm_exportable
+
+        check_timm_exportable(model)  # before training, not after
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
     for split in raw_datasets:
@@ -423,7 +436,15 @@ def main(argv: list[str] | None = None) -> dict:
     if push_requested and trainer.is_world_process_zero():
         from hf_transfer.hub import publish
 
-        publish(trainer, task, model_args, data_args, repo_id=training_args.hub_model_id, token=hub_token)
+        publish(
+            trainer,
+            task,
+            model_args,
+            data_args,
+            repo_id=training_args.hub_model_id,
+            token=hub_token,
+            timm_repo_id=model_args.hub_timm_model_id,
+        )
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

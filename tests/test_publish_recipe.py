@@ -145,3 +145,21 @@ def test_a_multi_process_run_publishes_once_from_the_main_process(cifar10, hub_s
     assert "confusion_matrix.png" in files and "No confusion matrix" not in result.stdout + result.stderr
     readme = files["README.md"].decode()
     assert "| world_size | 2 |" in readme and "| total_train_batch_size | 16 |" in readme
+
+
+def test_timm_export_from_the_recipe_is_pushed_to_its_own_repo(cifar10, hub_server, tmp_path):
+    repo_id, timm_repo_id = _unique_repo("timm-main"), _unique_repo("timm-export")
+    argv = _recipe_args(cifar10, tmp_path / "out", repo_id) + ["--hub_timm_model_id", timm_repo_id]
+    finetune.main([str(a) for a in argv])
+    timm_files = hub_server.repo(timm_repo_id).head().files
+    assert {"config.json", "model.safetensors", "README.md"} <= set(timm_files)
+    assert "modeling_transfer.py" not in timm_files  # plain timm: no remote code
+    assert "architecture" in json.loads(timm_files["config.json"])
+
+
+def test_a_model_that_cannot_be_exported_to_timm_fails_before_training(cifar10, hub_server, tmp_path):
+    argv = _recipe_args(cifar10, tmp_path / "never", _unique_repo("timm-main"))
+    argv += ["--hub_timm_model_id", _unique_repo("timm-export"), "--head", "mlp", "--head_hidden_sizes", "8"]
+    with pytest.raises(ValueError, match="Cannot export .* head is an MLP"):
+        finetune.main([str(a) for a in argv])
+    assert not (tmp_path / "never" / "trainer_state.json").exists()
