@@ -36,7 +36,6 @@ from hf_transfer import BackboneSpec, TransferForImageClassification, TransferFo
 from hf_transfer.data import (
     AugmentationEpochCallback,
     DataTrainingArguments,
-    check_labels,
     load_raw_datasets,
     prepare_datasets,
 )
@@ -332,11 +331,8 @@ def main(argv: list[str] | None = None) -> dict:
         check_timm_exportable(model)  # before training, not after
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
-    for split in raw_datasets:
-        if task.problem_type != "regression" and (split == "train" or split in task.eval_splits):
-            check_labels(raw_datasets[split], task.label_column, task.num_labels, task.problem_type)
 
-    # 3. Preprocessing: each backbone's own (image transforms / tokenizer)
+    # 3. Preprocessing: each backbone's own (image transforms / tokenizer); labels are checked against the model here
     processors = load_processors(model.config)
     train_dataset, eval_datasets, data_collator = prepare_datasets(
         raw_datasets, task, model.config.backbones, processors, data_args, training_args
