@@ -29,7 +29,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_transfer
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
@@ -251,6 +251,20 @@ class TeacherPixels:
         return batch
 
 
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that was completely written (`trainer_state.json` is saved last). A run killed while
+    saving leaves a partial `checkpoint-N`, which transformers' `get_last_checkpoint` would pick."""
+    checkpoints = sorted(
+        (path for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.name.split("-")[-1].isdigit()),
+        key=lambda path: int(path.name.split("-")[-1]),
+    )
+    for path in reversed(checkpoints):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        logger.warning(f"Skipping {path}: incompletely written (no trainer_state.json), e.g. killed while saving.")
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
     check_distributed(training_args)
@@ -295,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         and os.path.isdir(training_args.output_dir)
         and training_args.resume_from_checkpoint is None
     ):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
             logger.info(
                 f"Checkpoint found at {last_checkpoint}: resuming (pass --output_dir elsewhere to start over)."

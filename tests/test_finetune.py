@@ -290,7 +290,9 @@ def test_killed_run_resumes_to_the_same_metrics(data, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (out / "checkpoint-4").exists() and not (out / "checkpoint-12").exists(), "killed too late"
-    checkpoint = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # the kill may land while a checkpoint is being written: resume from the newest complete one
+    checkpoint = finetune.last_complete_checkpoint(str(out))
+    assert checkpoint is not None and (Path(checkpoint) / "trainer_state.json").is_file()
     resumed = _script(common + ["--output_dir", out, "--resume_from_checkpoint", checkpoint], timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = read_json(tmp_path / "reference" / "eval_results.json")
@@ -306,3 +308,13 @@ def test_random_init_ignores_backbone_weights(tmp_path):
     )
     (spec,) = finetune.backbone_specs(model_args)
     assert spec.weights is None and spec.pretrained is False  # the file would load the pretrained weights back in
+
+
+def test_auto_resume_skips_a_checkpoint_that_was_being_written(tmp_path):
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert finetune.last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert finetune.last_complete_checkpoint(str(tmp_path / "empty")) is None
