@@ -65,7 +65,25 @@ class BackboneSpec:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class TimmBackbone(nn.Module):
+class _Backbone(nn.Module):
+    """What the backbone adapters share: BatchNorm layers whose parameters are frozen stay in eval mode, so their
+    running statistics do not move (the Trainer calls `model.train()` every step; this costs a list walk)."""
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            norms = self.__dict__.get("_batch_norms")
+            if norms is None:  # plain list in __dict__: not registered as submodules
+                norms = self.__dict__["_batch_norms"] = [
+                    m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                ]
+            for norm in norms:
+                if not any(p.requires_grad for p in norm.parameters()):
+                    norm.eval()
+        return self
+
+
+class TimmBackbone(_Backbone):
     """A timm model as a feature extractor: `pixel_values` → pooled features with timm's own global pool."""
 
     modality = "image"
@@ -120,7 +138,7 @@ def _pool_type(model: nn.Module) -> str | None:
     return getattr(pool, "pool_type", pool if isinstance(pool, str) else None)
 
 
-class TransformersBackbone(nn.Module):
+class TransformersBackbone(_Backbone):
     """A transformers base model (`AutoModel`) as a feature extractor with a pooling fit for it."""
 
     def __init__(self, model: PreTrainedModel, pooling: str):
@@ -616,17 +634,6 @@ class TransferPreTrainedModel(PreTrainedModel):
 
     def get_base_model(self) -> "TransferModel":
         return getattr(self, self.base_model_prefix, self)
-
-    def train(self, mode: bool = True):
-        """Like `nn.Module.train`, but BatchNorm layers whose parameters are frozen stay in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters()
-                ):
-                    module.eval()
-        return self
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
         """Turns on gradient checkpointing in every backbone that supports it."""
