@@ -68,3 +68,15 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_unconfigure(config):
     _HUB.stop()
     shutil.rmtree(_HF_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models: they gain nothing from a second thread, and lose 10x when
+    another process holds a core. Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

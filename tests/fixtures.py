@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +292,11 @@ RECIPE_COMMON_FLAGS = [
     "--per_device_eval_batch_size",
     "16",
 ]
+
+
+# `accelerate launch` with two processes; on a machine without GPUs the recipe runs them as CPU DDP over gloo.
+ACCELERATE_TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+ACCELERATE_TWO_PROCESSES += "--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 0".split()
 
 
 def load_recipe_script(module_name: str = "finetune"):

@@ -1,13 +1,11 @@
 """Beyond plain fine-tuning, at recipe level: cached frozen-backbone features, layer decay, gradual unfreezing and
 distillation through `recipes/finetune.py` (real Trainer runs on a small CIFAR-like task, tiny timm backbones)."""
 
-import importlib.util
 import json
 import logging
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -22,10 +20,8 @@ from modeling_utils import clone_state
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "recipes" / "finetune.py"
-COMMON = ["--report_to", "none", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16"]
-COMMON += ["--save_strategy", "no", "--disable_tqdm", "true"]
+SCRIPT = fixtures.RECIPE_SCRIPT
+COMMON = [*fixtures.RECIPE_COMMON_FLAGS, "--save_strategy", "no", "--disable_tqdm", "true"]
 # One distinct colour per CIFAR-10 class: a task a random-init frozen backbone + linear head learns in a few epochs.
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48]]
@@ -35,23 +31,10 @@ CACHED_ON = "Cached backbone features: on"
 REUSED = "Reusing cached backbone features"
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+finetune = fixtures.load_recipe_script()
 
 
-finetune = load_recipe()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny models gain nothing from a second thread, and lose 10x when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def colour_cifar(n_train: int = 100, n_validation: int = 20, seed: int = 0, label_shift: int = 0) -> DatasetDict:
@@ -209,8 +192,7 @@ def test_cache_features_true_is_refused_when_features_would_change(flags, messag
 def test_caching_under_accelerate_launch_two_processes(data, tmp_path):
     """One cache computed (rank 0 first, rank 1 reads it), both ranks train on their share, metrics written once."""
     out, cache = tmp_path / "ddp", tmp_path / "datasets_cache"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += "--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 0".split()
+    launcher = fixtures.ACCELERATE_TWO_PROCESSES
     command = launcher + [str(SCRIPT), "--image_size", "32"] + [str(a) for a in probe(data, out)] + COMMON
     command += ["--log_level", "info", "--log_level_replica", "info", "--per_device_train_batch_size", "8"]
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}

@@ -234,17 +234,7 @@ def _script(args, env=None, launcher=None, **kwargs):
 @pytest.mark.slow
 def test_accelerate_launch_two_processes_trains_as_one_cpu_ddp_job(data, tmp_path):
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += [
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-    ]
+    launcher = fixtures.ACCELERATE_TWO_PROCESSES
     result = _script(
         ["--backbone", "timm:test_resnet", "timm:test_vit", "--random_init", "--freeze", "none", "--fusion_dim", "16"]
         + ["--dataset_name", data / "cifar10", "--output_dir", out, "--do_train", "--do_eval"]

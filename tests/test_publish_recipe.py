@@ -5,7 +5,6 @@ The recipe runs in-process (as in tests/test_finetune.py) on the local CIFAR-10 
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -121,17 +120,7 @@ def test_a_bad_token_in_hf_token_fails_before_training(cifar10, hub_server, tmp_
 @pytest.mark.slow
 def test_a_multi_process_run_publishes_once_from_the_main_process(cifar10, hub_server, tmp_path):
     """`publish` runs on the main process only: its eval predictions must not wait for the other rank."""
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += [
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-    ]
+    launcher = fixtures.ACCELERATE_TWO_PROCESSES
     repo_id = _unique_repo("ddp")
     args = _recipe_args(cifar10, tmp_path / "out", repo_id) + ["--per_device_eval_batch_size", "3"]
     result = subprocess.run(

@@ -22,14 +22,7 @@ from hf_transfer.training import (
     param_groups_layer_decay,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny models gain nothing from a second thread, and lose 10x when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image_model(seed: int = 0, **kwargs) -> TransferForImageClassification:
