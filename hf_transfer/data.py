@@ -364,6 +364,11 @@ class TaskInfo:
         """Class id → name (``{0: "LABEL_0"}`` for regression, as transformers does)."""
         return dict(enumerate(self.label_list)) if self.label_list else {0: "LABEL_0"}
 
+    def metric_prefix(self, split: str) -> str:
+        """The metric key prefix for an eval split: `eval` for the main one, `eval_mismatched` for MNLI's
+        `validation_mismatched` (as run_glue.py names them)."""
+        return "eval" if split == self.eval_splits[0] else f"eval_{split.removeprefix('validation_')}"
+
     @property
     def label2id(self) -> dict[str, int]:
         """Class name → id."""

@@ -1312,7 +1312,7 @@ def publish(
         labels, predictions = _eval_label_ids(trainer, eval_dataset)
 
     run_results = _read_results(output_dir / "all_results.json")
-    other_splits = tuple(_eval_prefix(split) + "_" for split in task.eval_splits[1:])
+    other_splits = tuple(task.metric_prefix(split) + "_" for split in task.eval_splits[1:])
     eval_results = _main_split_metrics(output_dir, trainer.state.log_history, other_splits)
     splits: dict[str, int] = {}
     train_size = _length(trainer.train_dataset) or run_results.get("train_samples")
@@ -1457,11 +1457,6 @@ def _publishable_dataset_name(dataset_name: str | None) -> str | None:
 def _commit_message(eval_results: Mapping[str, Any] | None, eval_split: str) -> str:
     shown = [f"{name} {value:.4f}" for name, value in _metrics(eval_results or {}) if name != "loss"][:3]
     return "Upload model trained with hf_transfer" + (f" ({', '.join(shown)} on {eval_split})" if shown else "")
-
-
-def _eval_prefix(split: str) -> str:
-    """The metric key prefix of an extra eval split, as `recipes/finetune.py` names it (`eval_mismatched`)."""
-    return f"eval_{split.removeprefix('validation_')}"
 
 
 def _main_split_metrics(

@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_eval:
         eval_metrics = {}
         for split in task.eval_splits:  # MNLI: matched, then mismatched (keys eval_mismatched_*), as run_glue.py
-            prefix = "eval" if split == task.eval_splits[0] else f"eval_{split.removeprefix('validation_')}"
+            prefix = task.metric_prefix(split)
             metrics = trainer.evaluate(eval_dataset=eval_datasets[split], metric_key_prefix=prefix)
             metrics[f"{prefix}_samples"] = len(eval_datasets[split])
             trainer.log_metrics(prefix, metrics)
