@@ -231,6 +231,26 @@ def test_frozen_backbone_runs_without_autograd_graph():
     assert outputs.logits.requires_grad  # the head still learns
 
 
+def test_a_wholly_frozen_backbone_stays_in_eval_mode_until_something_in_it_is_unfrozen():
+    model = image_model(freeze="backbone", head_dropout=0.5)
+    backbone = model.transfer.backbones[0]
+    model.train()
+    # A fixed feature extractor, as its cached features are computed: no dropout, BatchNorm statistics kept.
+    assert model.training and backbone.training and model.head.training
+    assert not any(m.training for m in backbone.model.modules())
+    backbone.model.layer1.train()  # a stray train() inside is undone by the next model.train()
+    model.train()
+    assert not any(m.training for m in backbone.model.modules())
+    # Unfreezing the top stage (what gradual unfreezing does) puts the backbone back in training mode, but for the
+    # still-frozen BatchNorm layers.
+    backbone.model.layer4.requires_grad_(True)
+    model.train()
+    assert backbone.model.layer4.training and backbone.model.layer4[0].bn1.training
+    assert backbone.model.layer1.training and not backbone.model.layer1[0].bn1.training
+    model.eval()
+    assert not any(m.training for m in model.modules())
+
+
 def test_partial_freezing_changes_exactly_the_unfrozen_groups(tmp_path):
     model = image_model(freeze="partial", num_frozen_groups=3)
     groups = model.transfer.backbones[0].layer_groups()
