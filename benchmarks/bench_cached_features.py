@@ -8,7 +8,8 @@ in the Hub's parquet layout, the eval transform at 64 px on both sides: determin
 * recompute: the Trainer on the prepared image dataset; the frozen backbone runs (without gradients) on every batch
   of every epoch;
 * cached: the hf_transfer path (what `recipes/finetune.py` does by default for a frozen backbone):
-  `cache_backbone_features` runs the backbone once over the data into a `datasets` cache file, then the Trainer
+  `cache_backbone_features` runs the backbone once over the data into a `datasets` cache file (batch 64, as the
+  recipe's `--per_device_eval_batch_size`; channels-last, BatchNorm folded into the convolutions), then the Trainer
   trains the head on the cached `backbone_features_0` column with `collate_cached`. The time includes computing the
   features and writing the cache (the cache is deleted after each repeat, so every repeat computes it);
 * cached, reused: the same, when the cache already exists (the next run with the same backbone and data).
@@ -113,7 +114,7 @@ def train_cached(train: Dataset, collator, output_dir: str, epochs: float) -> fl
     """Seconds to cache the backbone's features (or read them back) and train the head on them for `epochs`."""
     model = frozen_resnet18()
     start = time.perf_counter()
-    features = cache_backbone_features(model, train, collator, batch_size=256, preprocessing=[IMAGE_SIZE])
+    features = cache_backbone_features(model, train, collator, batch_size=BATCH, preprocessing=[IMAGE_SIZE])
     trainer = Trainer(
         model=model, args=training_args(output_dir, epochs), train_dataset=features, data_collator=collate_cached
     )

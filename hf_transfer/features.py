@@ -117,13 +117,15 @@ def cache_backbone_features(
         )
         labels = [row.pop("labels") for row in rows] if "labels" in rows[0] else None
         inputs = {
-            k: v.to(device) for k, v in collate_fn(rows).items() if isinstance(v, torch.Tensor) and k != "labels"
+            k: _to_channels_last(v.to(device))
+            for k, v in collate_fn(rows).items()
+            if isinstance(v, torch.Tensor) and k != "labels"
         }
         out = {}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            for index, backbone in enumerate(base.backbones):
+            for index, runner in enumerate(runners):
                 selected = base._backbone_inputs(index, inputs)
-                out[f"{CACHED_FEATURES}{index}"] = backbone(selected).float().cpu().numpy()
+                out[f"{CACHED_FEATURES}{index}"] = runner(selected).float().cpu().numpy()
         if labels is not None:
             out["labels"] = [label.tolist() if isinstance(label, torch.Tensor) else label for label in labels]
         return out
@@ -134,20 +136,93 @@ def cache_backbone_features(
     cache_file = cache_dir / f"{fingerprint}.arrow"
     if cache_file.exists():
         logger.info("Reusing cached backbone features %s", cache_file)
+        runners, restore = list(base.backbones), []
+    else:
+        runners, restore = _inference_backbones(base.backbones)
     index_dataset = datasets.Dataset.from_dict({"__row__": np.arange(len(dataset))})
-    cached = index_dataset.map(
-        extract,
-        input_columns="__row__",
-        batched=True,
-        batch_size=batch_size,
-        remove_columns=["__row__"],
-        features=features,
-        new_fingerprint=fingerprint,
-        cache_file_name=str(cache_file),
-        desc=desc,
-    )
-    model.train(was_training)
+    try:
+        cached = index_dataset.map(
+            extract,
+            input_columns="__row__",
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=["__row__"],
+            features=features,
+            new_fingerprint=fingerprint,
+            cache_file_name=str(cache_file),
+            desc=desc,
+        )
+    finally:
+        for backbone in restore:
+            backbone.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
     return CachedFeatures(cached)
+
+
+class _TimmFeatures(torch.nn.Module):
+    """`TimmBackbone.forward` on the bare timm model, for `torch.fx` to trace."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(pixel_values), pre_logits=True)
+
+
+def _inference_backbones(backbones: Sequence[torch.nn.Module]) -> tuple[list[Callable], list[torch.nn.Module]]:
+    """Faster stand-ins for the (frozen, eval-mode) backbones during the feature pass, with the same outputs.
+
+    Image backbones run channels-last; a timm backbone is also traced with `torch.fx` and its convolutions folded
+    with the BatchNorm after them (`torch.fx.experimental.optimization.fuse`, on a copy). On a ResNet-18 at 64 px
+    the pass ran 1.2-1.4x faster channels-last and 1.2x faster again fused (features equal to ~1e-7). A backbone
+    that cannot be traced, or has no BatchNorm to fold, runs channels-last as it is.
+
+    Returns:
+        One callable per backbone (inputs dict → features), and the original backbones that were made channels-last
+        in place, to be restored afterwards.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    from .modeling_transfer import TimmBackbone
+
+    runners, restore = [], []
+    for backbone in backbones:
+        if getattr(backbone, "modality", None) != "image":
+            runners.append(backbone)
+            continue
+        if isinstance(backbone, TimmBackbone):
+            try:
+                fused = fuse(_TimmFeatures(backbone.model))
+            except Exception as error:  # noqa: BLE001 - any tracing failure: run the model as it is
+                logger.debug("Feature pass without conv-BatchNorm folding (%s: %s)", type(error).__name__, error)
+            else:
+                if _count_batch_norms(fused) < _count_batch_norms(backbone):  # else nothing to gain from the copy
+                    fused.to(memory_format=torch.channels_last)
+                    runners.append(lambda inputs, fused=fused: fused(inputs["pixel_values"]))
+                    continue
+        if not _is_channels_last(backbone):
+            backbone.to(memory_format=torch.channels_last)
+            restore.append(backbone)
+        runners.append(backbone)
+    return runners, restore
+
+
+def _count_batch_norms(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _is_channels_last(module: torch.nn.Module) -> bool:
+    """Whether `module`'s 4-D weights (convolutions) are stored channels-last."""
+    weights = [p for p in module.parameters() if p.dim() == 4]
+    return bool(weights) and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+
+
+def _to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """Image batches (N, C, H, W) as channels-last, to match channels-last convolutions; anything else unchanged."""
+    if tensor.dim() == 4 and tensor.is_floating_point():
+        return tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
 
 
 class CachedFeatures(torch.utils.data.Dataset):
