@@ -1442,10 +1442,14 @@ def find_unreadable_images(dataset: datasets.Dataset, image_column: str) -> list
     return bad
 
 
-def _stack_images(examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]) -> None:
+def _stack_images(
+    examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor], channels_last: bool = False
+) -> None:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for key in examples[0]:
         if _is_image_input(key):
-            batch[key] = torch.stack([torch.as_tensor(example[key]) for example in examples])
+            stacked = torch.stack([torch.as_tensor(example[key]) for example in examples])
+            batch[key] = stacked.contiguous(memory_format=memory_format) if stacked.dim() == 4 else stacked
 
 
 def _labels_tensor(labels: list) -> torch.Tensor:
@@ -1590,17 +1594,21 @@ class TransferDataCollator:
     Args:
         tokenizers: ``input_suffix`` → tokenizer for each text input (from :func:`build_data_collator`).
         pad_to_multiple_of: Pad text lengths to a multiple of this (8 helps tensor cores with fp16/bf16).
+        channels_last: Image batches in channels-last memory format (for a model converted with
+            ``model.to(memory_format=torch.channels_last)``, as timm's ``train.py --channels-last`` does).
     """
 
     def __init__(
         self,
         tokenizers: Mapping[str, PreTrainedTokenizerBase] | None = None,
         pad_to_multiple_of: int | None = None,
+        channels_last: bool = False,
     ):
         from transformers import DataCollatorWithPadding
 
         self.tokenizers = dict(tokenizers or {})
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.channels_last = channels_last
         self._padders = {
             suffix: DataCollatorWithPadding(tokenizer, padding=True, pad_to_multiple_of=pad_to_multiple_of)
             for suffix, tokenizer in self.tokenizers.items()
@@ -1608,7 +1616,8 @@ class TransferDataCollator:
 
     def __repr__(self) -> str:
         return (
-            f"TransferDataCollator(text_inputs={list(self.tokenizers)}, pad_to_multiple_of={self.pad_to_multiple_of})"
+            f"TransferDataCollator(text_inputs={list(self.tokenizers)}, pad_to_multiple_of={self.pad_to_multiple_of}, "
+            f"channels_last={self.channels_last})"
         )
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -1622,7 +1631,7 @@ class TransferDataCollator:
             ``token_type_ids*`` and ``labels``.
         """
         batch: dict[str, torch.Tensor] = {}
-        _stack_images(examples, batch)
+        _stack_images(examples, batch, self.channels_last)
         for suffix, padder in self._padders.items():
             keys = [key for key in TEXT_INPUT_KEYS if key + suffix in examples[0]]
             if not keys:

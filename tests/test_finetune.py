@@ -172,6 +172,42 @@ def test_image_text_fusion(data, bert, tmp_path):
     assert [b["modality"] for b in read_json(out / "config.json")["backbones"]] == ["image", "text"]
 
 
+def test_channels_last_trains_with_channels_last_weights_and_batches_and_saves_a_normal_model(
+    data, tmp_path, monkeypatch
+):
+    seen = []
+
+    class Recording(finetune.TransferTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            conv = next(p for p in model.transfer.backbones[0].parameters() if p.dim() == 4)
+            seen.append((inputs["pixel_values"], conv))
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "TransferTrainer", Recording)
+    out = tmp_path / "channels_last"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--channels_last", "--dataset_name", data / "cifar10"]
+        + ["--output_dir", out, "--do_train", "--max_steps", "2", "--seed", "1"]
+    )
+    assert len(seen) == 2
+    for pixels, conv in seen:
+        assert pixels.dim() == 4 and pixels.is_contiguous(memory_format=torch.channels_last)
+        assert not pixels.is_contiguous()  # really channels-last, not a layout that is both
+        assert conv.is_contiguous(memory_format=torch.channels_last) and conv.requires_grad
+    # The saved weights are the trained ones and load into an ordinary (contiguous) model.
+    model = AutoModelForImageClassification.from_pretrained(out)
+    trained = next(p for p in model.transfer.backbones[0].parameters() if p.dim() == 4)
+    assert trained.is_contiguous() and torch.equal(trained, seen[-1][1].detach().contiguous())
+
+
+def test_channels_last_on_a_text_model_is_refused(data, bert, tmp_path):
+    _fails_before_training(
+        ["--backbone", bert, "--channels_last", "--dataset_name", data / "glue", "--dataset_config_name", "mrpc"],
+        "--channels_last applies to image backbones",
+        tmp_path,
+    )
+
+
 # ----------------------------------------------------------------------------------------------------- bad input
 
 
