@@ -29,8 +29,10 @@ def image_processor_for(spec: dict):
         except Exception:  # no processor saved with the backbone: use the stored data config
             pass
     data_config = spec["data_config"]
-    _, height, width = data_config["input_size"]
+    channels, height, width = data_config["input_size"]
     resample = _RESAMPLE.get(data_config.get("interpolation"), 3)
+    # grayscale / RGBA / palette images become RGB, as the training transform makes them (ConvertToRGB)
+    convert_rgb = channels == 3
     if height != width:
         from transformers import ViTImageProcessor
 
@@ -39,6 +41,7 @@ def image_processor_for(spec: dict):
             resample=resample,
             image_mean=data_config["mean"],
             image_std=data_config["std"],
+            do_convert_rgb=convert_rgb,
         )
     from transformers import ConvNextImageProcessor
 
@@ -48,6 +51,7 @@ def image_processor_for(spec: dict):
         resample=resample,
         image_mean=data_config["mean"],
         image_std=data_config["std"],
+        do_convert_rgb=convert_rgb,
     )
 
 
