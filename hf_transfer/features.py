@@ -191,13 +191,14 @@ def _inference_backbones(backbones: Sequence[torch.nn.Module]) -> tuple[list[Cal
         if getattr(backbone, "modality", None) != "image":
             runners.append(backbone)
             continue
-        if isinstance(backbone, TimmBackbone):
+        foldable = _count_foldable_batch_norms(backbone)
+        if isinstance(backbone, TimmBackbone) and foldable:  # (no copy of a model with nothing to fold)
             try:
                 fused = fuse(_TimmFeatures(backbone.model))
             except Exception as error:  # noqa: BLE001 - any tracing failure: run the model as it is
                 logger.debug("Feature pass without conv-BatchNorm folding (%s: %s)", type(error).__name__, error)
             else:
-                if _count_batch_norms(fused) < _count_batch_norms(backbone):  # else nothing to gain from the copy
+                if _count_foldable_batch_norms(fused) < foldable:  # else nothing to gain from the copy
                     fused.to(memory_format=torch.channels_last)
                     runners.append(lambda inputs, fused=fused: fused(inputs["pixel_values"]))
                     continue
@@ -208,8 +209,10 @@ def _inference_backbones(backbones: Sequence[torch.nn.Module]) -> tuple[list[Cal
     return runners, restore
 
 
-def _count_batch_norms(module: torch.nn.Module) -> int:
-    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+def _count_foldable_batch_norms(module: torch.nn.Module) -> int:
+    """Plain `BatchNorm2d` layers: what `fuse` folds into the convolution before them (timm's `BatchNormAct2d`, a
+    subclass, is traced through instead and not folded)."""
+    return sum(type(m) is torch.nn.BatchNorm2d for m in module.modules())
 
 
 def _is_channels_last(module: torch.nn.Module) -> bool:
