@@ -77,6 +77,7 @@ __all__ = [
     "prepare_datasets",
     "prepare_labels",
     "prepare_split",
+    "to_channels_last",
     "tokenize_dataset",
 ]
 
@@ -1442,14 +1443,21 @@ def find_unreadable_images(dataset: datasets.Dataset, image_column: str) -> list
     return bad
 
 
+def to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """An image batch (N, C, H, W) in channels-last memory format, for channels-last convolutions; any other tensor
+    unchanged."""
+    if tensor.dim() == 4 and tensor.is_floating_point():
+        return tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
+
+
 def _stack_images(
     examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor], channels_last: bool = False
 ) -> None:
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for key in examples[0]:
         if _is_image_input(key):
             stacked = torch.stack([torch.as_tensor(example[key]) for example in examples])
-            batch[key] = stacked.contiguous(memory_format=memory_format) if stacked.dim() == 4 else stacked
+            batch[key] = to_channels_last(stacked) if channels_last else stacked
 
 
 def _labels_tensor(labels: list) -> torch.Tensor:

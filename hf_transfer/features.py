@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xxhash
 
+from .data import to_channels_last
 from .modeling_transfer import CACHED_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def cache_backbone_features(
         )
         labels = [row.pop("labels") for row in rows] if "labels" in rows[0] else None
         inputs = {
-            k: _to_channels_last(v.to(device))
+            k: to_channels_last(v.to(device))
             for k, v in collate_fn(rows).items()
             if isinstance(v, torch.Tensor) and k != "labels"
         }
@@ -219,13 +220,6 @@ def _is_channels_last(module: torch.nn.Module) -> bool:
     """Whether `module`'s 4-D weights (convolutions) are stored channels-last."""
     weights = [p for p in module.parameters() if p.dim() == 4]
     return bool(weights) and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
-
-
-def _to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
-    """Image batches (N, C, H, W) as channels-last, to match channels-last convolutions; anything else unchanged."""
-    if tensor.dim() == 4 and tensor.is_floating_point():
-        return tensor.contiguous(memory_format=torch.channels_last)
-    return tensor
 
 
 class CachedFeatures(torch.utils.data.Dataset):

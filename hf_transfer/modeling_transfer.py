@@ -75,9 +75,14 @@ def _walk(module: nn.Module):
         stack.extend(child for child in current._modules.values() if child is not None)
 
 
+def _none_trainable(modules) -> bool:
+    """Whether no parameter held directly by any of `modules` requires a gradient."""
+    return not any(p is not None and p.requires_grad for m in modules for p in m._parameters.values())
+
+
 def is_frozen(module: nn.Module) -> bool:
     """Whether no parameter of `module` requires a gradient (read on every call: users freeze parameters directly)."""
-    return not any(p is not None and p.requires_grad for m in _walk(module) for p in m._parameters.values())
+    return _none_trainable(_walk(module))
 
 
 class _Backbone(nn.Module):
@@ -95,7 +100,7 @@ class _Backbone(nn.Module):
     def train(self, mode: bool = True):
         if mode:
             modules = list(_walk(self))[1:]
-            if not any(p is not None and p.requires_grad for m in modules for p in m._parameters.values()):
+            if _none_trainable(modules):
                 self.training = True  # the model reports training mode; the frozen modules inside stay in eval
                 for module in modules:
                     if module.training:
