@@ -382,6 +382,9 @@ trainer = TransferTrainer(
 trainer.train()
 assert type(trainer.model_wrapped).__name__ == "DistributedDataParallel"
 torch.save({{n: p.detach() for n, p in model.named_parameters()}}, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+# As recipes/finetune.py does: a process group left to interpreter teardown can abort a rank ("terminate called
+# without an active exception", exit -6; seen once in CI).
+dist.destroy_process_group()
 """
 
 
