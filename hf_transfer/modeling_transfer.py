@@ -125,12 +125,18 @@ class TimmBackbone(_Backbone):
     modality = "image"
     unused_parameters: frozenset[str] = frozenset()
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, config: dict | None = None):
         super().__init__()
         self.model = model
+        # The stored timm config (`TransferConfig.backbones[i]["config"]`), to rebuild the architecture with timm's
+        # own init for tensors a checkpoint lacks (`init_missing_tensors`).
+        self.timm_config = config
         # timm modules keep timm's own initialisation: `_init_weights` must not touch them.
         for module in self.model.modules():
             module._hf_transfer_timm = True
+        # `from_pretrained` builds the model on the meta device: then every value comes from the checkpoint, or from
+        # `init_missing_tensors` for the tensors it lacks. Built anywhere else, timm's constructors initialised it.
+        self._values_pending = any(t.is_meta for t in (*self.model.parameters(), *self.model.buffers()))
 
     @classmethod
     def from_config(cls, config: dict) -> "TimmBackbone":
@@ -142,7 +148,48 @@ class TimmBackbone(_Backbone):
             pretrained_cfg=config.get("pretrained_cfg") or None,
             **(config.get("model_args") or {}),
         )
-        return cls(model)
+        return cls(model, config)
+
+    @torch.no_grad()
+    def init_missing_tensors(self) -> list[str]:
+        """Gives timm's own initialisation to the tensors `from_pretrained` found no value for.
+
+        transformers loads a checkpoint into a model built on the meta device, materialises each tensor the checkpoint
+        lacks as uninitialised memory, and leaves it to `_init_weights` to initialise every tensor not marked
+        `_is_hf_initialized` (loaded tensors carry the mark). A backbone built off the meta device (`from_backbones`,
+        `from_config`) already holds timm's init or pretrained weights and is left alone. timm initialises inside its constructors, with no
+        per-module init function to call, so the architecture is built once more and the missing tensors (parameters,
+        persistent and non-persistent buffers) are copied from it: the values a fresh timm model has.
+
+        Returns:
+            The names (inside the timm model) of the tensors initialised.
+        """
+        if not self._values_pending:
+            return []
+        self._values_pending = False
+        recomputed = set()  # non-persistent buffers timm modules can recompute themselves (as TimmWrapper does)
+        for prefix, module in self.model.named_modules():
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+                recomputed.update(f"{prefix}.{name}".lstrip(".") for name in module._non_persistent_buffers_set)
+        tensors = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        missing = [
+            name
+            for name, t in tensors.items()
+            if not getattr(t, "_is_hf_initialized", False) and name not in recomputed
+        ]
+        if not missing:
+            return []
+        if self.timm_config is None:
+            raise RuntimeError(
+                f"Cannot initialise timm tensors {missing[:5]}: this backbone was not built from a stored timm config."
+            )
+        fresh = TimmBackbone.from_config(self.timm_config).model
+        fresh_tensors = {**dict(fresh.named_parameters()), **dict(fresh.named_buffers())}
+        for name in missing:
+            tensors[name].copy_(fresh_tensors[name])
+            tensors[name]._is_hf_initialized = True
+        return missing
 
     @property
     def feature_dim(self) -> int:
@@ -568,11 +615,7 @@ class TransferPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if getattr(module, "_hf_transfer_timm", False):
-            # timm layers keep timm's own init (pretrained or not); only non-persistent buffers, which loading
-            # on the meta device leaves empty, are recomputed (as transformers' TimmWrapper does).
-            if hasattr(module, "init_non_persistent_buffers"):
-                module.init_non_persistent_buffers()
-            return
+            return  # timm layers keep timm's own init (pretrained or not); see `initialize_weights`
         if isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
@@ -586,6 +629,28 @@ class TransferPreTrainedModel(PreTrainedModel):
             for name in ("fusion_logits", "backbone_embeddings"):
                 if hasattr(module, name):
                     init.zeros_(getattr(module, name))
+
+    def initialize_weights(self) -> None:
+        """`PreTrainedModel.initialize_weights` (`_init_weights` on every module not yet initialised), then timm's own
+        init for the timm tensors a checkpoint lacked.
+
+        transformers calls this after `from_pretrained` has loaded a checkpoint, to initialise the tensors it did not
+        hold (a new head, new fusion layers; a transformers backbone's own `_init_weights` covers its tensors). It
+        initialises rather than raises, and names those tensors in its load report: a checkpoint legitimately lacks
+        some tensors (a new head), and timm's init is what a freshly built timm model would have, as for any new
+        layer. `TransferModel.from_backbones` (`load_backbones`), by contrast, refuses a backbone source that misses a
+        weight: there a missing tensor means the pretrained backbone is not what it claims to be.
+        """
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, TimmBackbone):
+                initialised = module.init_missing_tensors()
+                persistent = set(module.model.state_dict())
+                if any(name in persistent for name in initialised):
+                    logger.warning(
+                        "timm tensors missing from the checkpoint got timm's own random init: %s",
+                        ", ".join(name for name in initialised if name in persistent),
+                    )
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus this code and an `auto_map` for every Auto class, so that the
