@@ -458,8 +458,8 @@ def load_weights_file(model: nn.Module, path: str) -> None:
     )
 
 
-def _timm_data_config(model: nn.Module) -> dict:
-    data_config = timm.data.resolve_data_config({}, model=model)
+def _timm_data_config(model: nn.Module, pretrained_cfg: dict | None = None) -> dict:
+    data_config = timm.data.resolve_data_config({}, pretrained_cfg=pretrained_cfg or None, model=model)
     return {
         "input_size": list(data_config["input_size"]),
         "mean": list(data_config["mean"]),
@@ -470,7 +470,9 @@ def _timm_data_config(model: nn.Module) -> dict:
     }
 
 
-def _timm_spec(model: nn.Module, architecture: str, model_args: dict) -> dict:
+def _timm_spec(model: nn.Module, architecture: str, model_args: dict, data_cfg: dict | None = None) -> dict:
+    """The stored spec of a timm backbone: what rebuilds it (`TimmBackbone.from_config`) and its preprocessing
+    (from `data_cfg`, a checkpoint's own `pretrained_cfg`, where given; else the model's)."""
     pretrained_cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     # local paths ("file", "source") are not part of the architecture and must not be published
     pretrained_cfg = {
@@ -480,7 +482,7 @@ def _timm_spec(model: nn.Module, architecture: str, model_args: dict) -> dict:
         "library": "timm",
         "modality": "image",
         "config": {"architecture": architecture, "pretrained_cfg": pretrained_cfg, "model_args": model_args},
-        "data_config": _timm_data_config(model),
+        "data_config": _timm_data_config(model, data_cfg),
     }
 
 
@@ -541,9 +543,12 @@ def _load_timm_checkpoint(name: str, spec: BackboneSpec) -> tuple[nn.Module, dic
       `"model_args": null`, transformers' own keys, and `pretrained_cfg` only if the model came from a timm repo;
       tensors are prefixed `timm_model.`.
 
-    The architecture is built as `timm.create_model` builds it from such a config (timm's loader itself cannot read
-    the TimmWrapper format), without a classifier, and the checkpoint's tensors are loaded by name: every backbone
-    tensor must be there (see `_match_timm_weights`).
+    The architecture is built, without a classifier, as the format's own loader builds it: timm's
+    (`timm.create_model("local-dir:...")`) passes the stored `pretrained_cfg` to the architecture (it may fix the
+    input size), transformers' TimmWrapper does not. timm's loader cannot read the TimmWrapper format, and
+    TimmWrapper cannot read timm's when `model_args` holds `num_classes`. The checkpoint's tensors are then loaded by
+    name: every backbone tensor must be there (see `_match_timm_weights`). The stored `pretrained_cfg` gives the
+    preprocessing in both formats.
     """
     from timm.models import PretrainedCfg
 
@@ -561,12 +566,17 @@ def _load_timm_checkpoint(name: str, spec: BackboneSpec) -> tuple[nn.Module, dic
     not_architecture = {"file", "source", "state_dict", "label_names", "label_descriptions"}
     valid = set(PretrainedCfg.__dataclass_fields__) - not_architecture
     pretrained_cfg = {k: v for k, v in source_cfg.items() if k in valid}
+    written_by_transformers = raw.get("model_type") == "timm_wrapper"
     model = timm.create_model(
-        architecture, pretrained=False, num_classes=0, pretrained_cfg=pretrained_cfg or None, **model_args
+        architecture,
+        pretrained=False,
+        num_classes=0,
+        pretrained_cfg=None if written_by_transformers else pretrained_cfg or None,
+        **model_args,
     )
     if spec.pretrained:
         _load_timm_weights(model, _checkpoint_state_dict(name), source=f"Checkpoint {name}")
-    stored = _timm_spec(model, architecture, model_args)
+    stored = _timm_spec(model, architecture, model_args, data_cfg=pretrained_cfg)
     return TimmBackbone(model, stored["config"]), stored
 
 
