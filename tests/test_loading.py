@@ -380,3 +380,57 @@ def test_model_on_timm_checkpoints_round_trips_in_a_fresh_process(tmp_path):
         model_dir, inputs_file, "AutoModelForImageClassification"
     )
     assert set(load_file(model_dir / "model.safetensors")) == set(model.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------------ Hub repos
+
+
+def test_timm_checkpoints_load_from_hub_repos(hub_server, tmp_path):
+    """The same two layouts as Hub repos (the loopback Hub of tests/conftest.py), pushed by transformers and timm."""
+    import uuid
+
+    from timm.models import push_to_hf_hub
+
+    suffix = uuid.uuid4().hex[:8]
+    wrapper_repo, native_repo = f"test-user/timm-wrapper-{suffix}", f"test-user/timm-native-{suffix}"
+    torch.manual_seed(0)
+    wrapper = TimmWrapperForImageClassification(TimmWrapperConfig(architecture="test_resnet", num_labels=3))
+    _move_off_init(wrapper)
+    wrapper.push_to_hub(wrapper_repo)
+    native = timm.create_model("test_vit", num_classes=5)
+    _move_off_init(native)
+    push_to_hf_hub(native, native_repo)
+
+    model = TransferModel.from_backbones([wrapper_repo, native_repo])
+    pixels = torch.randn(2, 3, PIXELS, PIXELS)
+    with torch.no_grad():
+        expected = [
+            TimmWrapperModel.from_pretrained(wrapper_repo).eval()(pixel_values=pixels).pooler_output,
+            timm.create_model(f"hf-hub:{native_repo}", pretrained=True, num_classes=0).eval()(pixels),
+        ]
+        features = [backbone({"pixel_values": pixels}) for backbone in model.eval().backbones]
+    for got, want in zip(features, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------------ the recipe
+
+
+def test_recipe_trains_on_a_timm_wrapper_checkpoint_with_its_weights(tmp_path):
+    """`--backbone <TimmWrapper save_pretrained dir>` in recipes/finetune.py: the linear probe keeps the frozen
+    backbone exactly as the checkpoint holds it."""
+    import fixtures
+
+    finetune = fixtures.load_recipe_script()
+    folder = save_timm_wrapper(tmp_path, "test_resnet", "hub")
+    data = fixtures.make_cifar10(tmp_path / "data", n_train=16, n_test=8)
+    out = tmp_path / "out"
+    argv = ["--backbone", folder, "--freeze", "backbone", "--dataset_name", str(data), "--output_dir", str(out)]
+    finetune.main(argv + ["--do_train", "--max_steps", "1"] + fixtures.RECIPE_COMMON_FLAGS)
+    saved = load_file(out / "model.safetensors")
+    expected = load_file(f"{folder}/model.safetensors")
+    expected = {k.replace("timm_model.", "transfer.backbones.0.model."): v for k, v in expected.items()}
+    expected = {k: v for k, v in expected.items() if not k.startswith("transfer.backbones.0.model.fc.")}
+    assert set(expected) <= set(saved)
+    for key, value in expected.items():
+        assert torch.equal(saved[key], value), key
