@@ -156,10 +156,11 @@ class TimmBackbone(_Backbone):
 
         transformers loads a checkpoint into a model built on the meta device, materialises each tensor the checkpoint
         lacks as uninitialised memory, and leaves it to `_init_weights` to initialise every tensor not marked
-        `_is_hf_initialized` (loaded tensors carry the mark). A backbone built off the meta device (`from_backbones`,
-        `from_config`) already holds timm's init or pretrained weights and is left alone. timm initialises inside its constructors, with no
+        `_is_hf_initialized` (loaded tensors carry the mark). timm initialises inside its constructors, with no
         per-module init function to call, so the architecture is built once more and the missing tensors (parameters,
-        persistent and non-persistent buffers) are copied from it: the values a fresh timm model has.
+        persistent and non-persistent buffers) are copied from it: the values a fresh timm model has. A backbone
+        built off the meta device (`from_backbones`, `from_config`) already holds timm's init or pretrained weights
+        and is left alone.
 
         Returns:
             The names (inside the timm model) of the tensors initialised.
@@ -590,16 +591,15 @@ def _is_sentence_transformer(name: str) -> bool:
 
 
 def _default_pooling(model: PreTrainedModel, name: str, pooler_loaded: bool = True) -> str:
+    """The pooling that fits a transformers backbone (`pooler_loaded=False`: its checkpoint lacks the pooler)."""
     pooler = getattr(model, "pooler", None)
-    has_learned_pooler = (
-        pooler_loaded and isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules())
-    )
+    has_learned_pooler = isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules())
     if model.main_input_name == "pixel_values":
         # ViT's pooler is an untrained dense layer in most checkpoints: use the (normed) CLS token instead.
         return "cls" if has_learned_pooler else "pooler"
     if _is_sentence_transformer(name):
         return "mean"  # sentence-transformers encoders are trained with mean pooling
-    return "pooler" if has_learned_pooler else "cls"
+    return "pooler" if has_learned_pooler and pooler_loaded else "cls"
 
 
 def _image_processor_data_config(name: str, model: PreTrainedModel) -> dict:

@@ -20,6 +20,8 @@ from transformers import (
     TimmWrapperConfig,
     TimmWrapperForImageClassification,
     TimmWrapperModel,
+    ViTConfig,
+    ViTForImageClassification,
 )
 
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferModel
@@ -296,6 +298,23 @@ def test_checkpoint_without_a_pooler_pools_otherwise_and_refuses_the_random_pool
     assert model.backbones[0].model.pooler is None
     with pytest.raises(ValueError, match=r"missing from the checkpoint: pooler.dense.bias, pooler.dense.weight"):
         TransferModel.from_backbones(folder, pooling="pooler")
+
+
+def test_vit_classifier_checkpoint_loads_without_its_pooler(tmp_path):
+    """ViTForImageClassification checkpoints (the usual `google/vit-...` fine-tunes) hold no pooler: the CLS token
+    is used, and nothing is missing."""
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
+    )
+    source = ViTForImageClassification(config)
+    _move_off_init(source)
+    source.save_pretrained(tmp_path / "vit")
+    model = TransferModel.from_backbones(str(tmp_path / "vit"))
+    assert model.config.backbones[0]["pooling"] == "cls"
+    loaded = model.backbones[0].model.state_dict()
+    for key, value in source.vit.state_dict().items():
+        assert torch.equal(loaded[key], value), key
 
 
 def test_hf_transfer_checkpoint_missing_a_backbone_tensor_is_an_error(tmp_path):
