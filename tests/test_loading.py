@@ -435,6 +435,7 @@ def test_timm_checkpoints_load_from_hub_repos(hub_server, tmp_path):
 # ------------------------------------------------------------------------------------------------------ the recipe
 
 
+@pytest.mark.slow
 def test_recipe_trains_on_a_timm_wrapper_checkpoint_with_its_weights(tmp_path):
     """`--backbone <TimmWrapper save_pretrained dir>` in recipes/finetune.py: the linear probe keeps the frozen
     backbone exactly as the checkpoint holds it."""
