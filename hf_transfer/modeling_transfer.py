@@ -125,12 +125,18 @@ class TimmBackbone(_Backbone):
     modality = "image"
     unused_parameters: frozenset[str] = frozenset()
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, config: dict | None = None):
         super().__init__()
         self.model = model
+        # The stored timm config (`TransferConfig.backbones[i]["config"]`), to rebuild the architecture with timm's
+        # own init for tensors a checkpoint lacks (`init_missing_tensors`).
+        self.timm_config = config
         # timm modules keep timm's own initialisation: `_init_weights` must not touch them.
         for module in self.model.modules():
             module._hf_transfer_timm = True
+        # `from_pretrained` builds the model on the meta device: then every value comes from the checkpoint, or from
+        # `init_missing_tensors` for the tensors it lacks. Built anywhere else, timm's constructors initialised it.
+        self._values_pending = any(t.is_meta for t in (*self.model.parameters(), *self.model.buffers()))
 
     @classmethod
     def from_config(cls, config: dict) -> "TimmBackbone":
@@ -142,7 +148,49 @@ class TimmBackbone(_Backbone):
             pretrained_cfg=config.get("pretrained_cfg") or None,
             **(config.get("model_args") or {}),
         )
-        return cls(model)
+        return cls(model, config)
+
+    @torch.no_grad()
+    def init_missing_tensors(self) -> list[str]:
+        """Gives timm's own initialisation to the tensors `from_pretrained` found no value for.
+
+        transformers loads a checkpoint into a model built on the meta device, materialises each tensor the checkpoint
+        lacks as uninitialised memory, and leaves it to `_init_weights` to initialise every tensor not marked
+        `_is_hf_initialized` (loaded tensors carry the mark). timm initialises inside its constructors, with no
+        per-module init function to call, so the architecture is built once more and the missing tensors (parameters,
+        persistent and non-persistent buffers) are copied from it: the values a fresh timm model has. A backbone
+        built off the meta device (`from_backbones`, `from_config`) already holds timm's init or pretrained weights
+        and is left alone.
+
+        Returns:
+            The names (inside the timm model) of the tensors initialised.
+        """
+        if not self._values_pending:
+            return []
+        self._values_pending = False
+        recomputed = set()  # non-persistent buffers timm modules can recompute themselves (as TimmWrapper does)
+        for prefix, module in self.model.named_modules():
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+                recomputed.update(f"{prefix}.{name}".lstrip(".") for name in module._non_persistent_buffers_set)
+        tensors = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        missing = [
+            name
+            for name, t in tensors.items()
+            if not getattr(t, "_is_hf_initialized", False) and name not in recomputed
+        ]
+        if not missing:
+            return []
+        if self.timm_config is None:
+            raise RuntimeError(
+                f"Cannot initialise timm tensors {missing[:5]}: this backbone was not built from a stored timm config."
+            )
+        fresh = TimmBackbone.from_config(self.timm_config).model
+        fresh_tensors = {**dict(fresh.named_parameters()), **dict(fresh.named_buffers())}
+        for name in missing:
+            tensors[name].copy_(fresh_tensors[name])
+            tensors[name]._is_hf_initialized = True
+        return missing
 
     @property
     def feature_dim(self) -> int:
@@ -262,40 +310,157 @@ def build_backbone(spec: dict) -> nn.Module:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def load_weights_file(model: nn.Module, path: str) -> None:
-    """Loads a local weights file into a timm model.
+# Prefixes a whole checkpoint may carry around a timm model's own tensor names: DDP / `torch.compile` wrappers, and
+# transformers' TimmWrapper (`TimmWrapperModel` / `TimmWrapperForImageClassification`, `base_model_prefix`).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "timm_model.")
 
-    Tensor names are matched first; a file whose names differ but whose tensors have the same count, order and
-    shapes (a port of the same architecture from another codebase) is matched in order.
+
+def _strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Removes each wrapper prefix that every tensor name of `state_dict` carries."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state_dict and all(key.startswith(prefix) for key in state_dict):
+            state_dict = {key.removeprefix(prefix): value for key, value in state_dict.items()}
+    return state_dict
+
+
+def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The name prefixes of a timm model's classifier, as timm itself declares them (`pretrained_cfg["classifier"]`:
+    `"fc"`, `"head"`, `"head.fc"`, `("head", "head_dist")`...; the architecture's default config if the model's
+    lacks it)."""
+    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
+    classifier = pretrained_cfg.get("classifier")
+    if not classifier and pretrained_cfg.get("architecture"):
+        default = timm.models.get_pretrained_cfg(pretrained_cfg["architecture"])
+        classifier = getattr(default, "classifier", None)
+    names = (classifier,) if isinstance(classifier, str) else tuple(classifier or ())
+    return tuple(f"{name}." for name in names)
+
+
+def _listed(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+@dataclass
+class _TimmWeightsMatch:
+    """How a checkpoint's tensors map onto a timm model's (see `_match_timm_weights`)."""
+
+    state_dict: dict[str, torch.Tensor]  # what to load, named as in the model, classifier excluded
+    dropped: list[str]  # the source's classifier tensors, deliberately not loaded
+    missing: list[str]  # model tensors (classifier excluded) the checkpoint lacks
+    unexpected: list[str]  # checkpoint tensors the model has no place for
+    mismatched: list[str]  # same name, other shape
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def _match_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> _TimmWeightsMatch:
+    """Matches a timm checkpoint's tensors to `model`'s by name.
+
+    The source model's classifier (timm's own `pretrained_cfg["classifier"]`: `fc`, `head`...) is the only part
+    allowed to differ: its tensors are dropped (the backbone feeds a new head) and the model's own classifier
+    tensors, if it has any, need not be in the checkpoint. Every other tensor must be there, with its shape.
+    """
+    target = model.state_dict()
+    heads = _classifier_prefixes(model)
+    state_dict = _strip_wrapper_prefixes(state_dict)
+    kept = {k: v for k, v in state_dict.items() if not (k.startswith(heads) and heads)}
+    return _TimmWeightsMatch(
+        state_dict=kept,
+        dropped=[k for k in state_dict if k not in kept],
+        missing=[k for k in target if k not in kept and not (heads and k.startswith(heads))],
+        unexpected=[k for k in kept if k not in target],
+        mismatched=[
+            f"{k} ({tuple(v.shape)} in the checkpoint, {tuple(target[k].shape)} in the model)"
+            for k, v in kept.items()
+            if k in target and v.shape != target[k].shape
+        ],
+    )
+
+
+def _match_timm_weights_in_order(
+    model: nn.Module, state_dict: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """Matches tensors in order, for a port of the architecture from another codebase (other names, same tensors):
+    the checkpoint's tensors, in their order, against the model's with its classifier (whose shapes may differ: the
+    source's number of classes) or without it. None when neither fits every shape."""
+    target = model.state_dict()
+    heads = _classifier_prefixes(model)
+    values = list(state_dict.values())
+    is_head = [bool(heads) and k.startswith(heads) for k in target]
+    for keys in (list(target), [k for k, head in zip(target, is_head) if not head]):
+        heads_here = [bool(heads) and k.startswith(heads) for k in keys]
+        if len(keys) == len(values) and all(
+            head or v.shape == target[k].shape for k, v, head in zip(keys, values, heads_here)
+        ):
+            return {k: v for k, v, head in zip(keys, values, heads_here) if not head}
+    return None
+
+
+def _incomplete_weights_error(source: str, model: nn.Module, match: _TimmWeightsMatch, hint: str = "") -> ValueError:
+    problems = []
+    if match.missing:
+        problems.append(f"missing from the checkpoint: {_listed(match.missing)}")
+    if match.unexpected:
+        problems.append(f"unexpected (no such tensor in the model): {_listed(match.unexpected)}")
+    if match.mismatched:
+        problems.append(f"of another shape: {_listed(match.mismatched)}")
+    architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    heads = ", ".join(p.rstrip(".") for p in _classifier_prefixes(model)) or "none declared"
+    return ValueError(
+        f"{source} does not hold the weights of timm's {architecture}: {'; '.join(problems)}. Only the source's "
+        f"classifier ({heads}) may differ; every other tensor must be in the checkpoint, or the backbone would "
+        f"train from a random init.{hint}"
+    )
+
+
+def _load_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Loads a timm checkpoint's backbone tensors by name; any missing or unexpected tensor is an error."""
+    match = _match_timm_weights(model, state_dict)
+    if not match.complete:
+        raise _incomplete_weights_error(source, model, match)
+    model.load_state_dict(match.state_dict, strict=False)  # the model's own classifier, if any, is replaced later
+    if match.dropped:
+        logger.info("%s: dropped the source's classifier tensors %s.", source, _listed(match.dropped))
+
+
+def load_weights_file(model: nn.Module, path: str) -> None:
+    """Loads a local weights file (safetensors or a PyTorch state dict) into a timm model.
+
+    Tensor names are matched first (with any `module.` / `timm_model.` wrapper prefix removed); a file whose names
+    differ but whose tensors have the same count, order and shapes (a port of the same architecture from another
+    codebase) is matched in order. The source's classifier (timm's `pretrained_cfg["classifier"]`) is not loaded:
+    the backbone gets a new head.
 
     Raises:
-        ValueError: if the file's tensors match the model's neither by name nor in order.
+        ValueError: if the file's tensors match the model's neither by name nor in order, naming the tensors that
+            are missing, unexpected or of another shape.
     """
     state_dict = load_state_dict(path, weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
-    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    target = model.state_dict()
-    if set(state_dict) == set(target):
-        model.load_state_dict(state_dict)
+    match = _match_timm_weights(model, state_dict)
+    if match.complete:
+        model.load_state_dict(match.state_dict, strict=False)
         return
-    if len(state_dict) == len(target) and all(
-        a.shape == b.shape for a, b in zip(state_dict.values(), target.values())
-    ):
-        logger.info("Tensor names in %s differ from the model's; matched %d tensors in order.", path, len(target))
-        model.load_state_dict(dict(zip(target.keys(), state_dict.values())))
+    in_order = _match_timm_weights_in_order(model, _strip_wrapper_prefixes(state_dict))
+    if in_order is not None:
+        logger.info("Tensor names in %s differ from the model's; matched %d tensors in order.", path, len(in_order))
+        model.load_state_dict(in_order, strict=False)
         return
-    missing = sorted(set(target) - set(state_dict))[:5]
-    unexpected = sorted(set(state_dict) - set(target))[:5]
-    raise ValueError(
-        f"Weights file {path} does not fit {type(model).__name__}: {len(state_dict)} tensors in the file, "
-        f"{len(target)} in the model; missing e.g. {missing}, unexpected e.g. {unexpected}."
+    raise _incomplete_weights_error(
+        f"Weights file {path} ({len(state_dict)} tensors)",
+        model,
+        match,
+        " Nor do its tensors match the model's in order (same count and shapes).",
     )
 
 
-def _timm_data_config(model: nn.Module) -> dict:
-    data_config = timm.data.resolve_data_config({}, model=model)
+def _timm_data_config(model: nn.Module, pretrained_cfg: dict | None = None) -> dict:
+    data_config = timm.data.resolve_data_config({}, pretrained_cfg=pretrained_cfg or None, model=model)
     return {
         "input_size": list(data_config["input_size"]),
         "mean": list(data_config["mean"]),
@@ -306,7 +471,9 @@ def _timm_data_config(model: nn.Module) -> dict:
     }
 
 
-def _timm_spec(model: nn.Module, architecture: str, model_args: dict) -> dict:
+def _timm_spec(model: nn.Module, architecture: str, model_args: dict, data_cfg: dict | None = None) -> dict:
+    """The stored spec of a timm backbone: what rebuilds it (`TimmBackbone.from_config`) and its preprocessing
+    (from `data_cfg`, a checkpoint's own `pretrained_cfg`, where given; else the model's)."""
     pretrained_cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     # local paths ("file", "source") are not part of the architecture and must not be published
     pretrained_cfg = {
@@ -316,7 +483,7 @@ def _timm_spec(model: nn.Module, architecture: str, model_args: dict) -> dict:
         "library": "timm",
         "modality": "image",
         "config": {"architecture": architecture, "pretrained_cfg": pretrained_cfg, "model_args": model_args},
-        "data_config": _timm_data_config(model),
+        "data_config": _timm_data_config(model, data_cfg),
     }
 
 
@@ -329,7 +496,89 @@ def _load_timm(name: str, spec: BackboneSpec) -> tuple[nn.Module, dict]:
     else:
         model = timm.create_model(name, pretrained=spec.pretrained, num_classes=0, **model_args)
     architecture = name.split(".")[0]
-    return TimmBackbone(model), _timm_spec(model, architecture, model_args)
+    stored = _timm_spec(model, architecture, model_args)
+    return TimmBackbone(model, stored["config"]), stored
+
+
+def _read_json(name: str, filename: str) -> dict | None:
+    """A JSON file of a local directory or Hub repo (None when it has none)."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _checkpoint_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a local directory's or Hub repo's checkpoint (single file or shards)."""
+    from transformers.utils import cached_file
+
+    for filename in ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth"):
+        path = cached_file(name, filename, _raise_exceptions_for_missing_entries=False)
+        if path is not None:
+            return load_state_dict(path, weights_only=True)
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = _read_json(name, index_name)
+        if index is not None:
+            state_dict = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                state_dict.update(load_state_dict(cached_file(name, shard), weights_only=True))
+            return state_dict
+    raise ValueError(
+        f"No weights in {name}: looked for model.safetensors, pytorch_model.bin (or .pth), model.pth and sharded "
+        "checkpoints (model.safetensors.index.json)."
+    )
+
+
+def _load_timm_checkpoint(name: str, spec: BackboneSpec) -> tuple[nn.Module, dict]:
+    """A timm model from a local directory or Hub repo in either of the two formats timm checkpoints come in.
+
+    * timm's own (`timm.models.save_for_hf`, `push_to_hf_hub`, the `timm/...` Hub repos): config.json holds
+      `architecture`, `pretrained_cfg` and usually `model_args` (with `num_classes`); tensors carry timm's names.
+    * transformers' TimmWrapper (`TimmWrapperModel` / `TimmWrapperForImageClassification.save_pretrained`, what
+      transformers' example scripts write after fine-tuning a `timm/...` model): config.json holds `architecture`,
+      `"model_args": null`, transformers' own keys, and `pretrained_cfg` only if the model came from a timm repo;
+      tensors are prefixed `timm_model.`.
+
+    The architecture is built, without a classifier, as the format's own loader builds it: timm's
+    (`timm.create_model("local-dir:...")`) passes the stored `pretrained_cfg` to the architecture (it may fix the
+    input size), transformers' TimmWrapper does not. timm's loader cannot read the TimmWrapper format, and
+    TimmWrapper cannot read timm's when `model_args` holds `num_classes`. The checkpoint's tensors are then loaded by
+    name: every backbone tensor must be there (see `_match_timm_weights`). The stored `pretrained_cfg` gives the
+    preprocessing in both formats.
+    """
+    from timm.models import PretrainedCfg
+
+    raw = _read_json(name, "config.json") or {}
+    if "architecture" not in raw:
+        raise _unknown_backbone_error(name, "its config.json names no timm `architecture`")
+    architecture = raw["architecture"]
+    model_args = {k: v for k, v in (raw.get("model_args") or {}).items() if k != "num_classes"}
+    if spec.pooling in _TIMM_POOLS:
+        model_args["global_pool"] = spec.pooling
+    # Legacy timm configs keep the pretrained config at the top level; TimmWrapper configs have transformers' keys
+    # there instead. Only PretrainedCfg's fields describe the architecture and its preprocessing; the source's labels
+    # belong to the classifier, which is dropped.
+    source_cfg = raw.get("pretrained_cfg") or ({} if "model_type" in raw else raw)
+    not_architecture = {"file", "source", "state_dict", "label_names", "label_descriptions"}
+    valid = set(PretrainedCfg.__dataclass_fields__) - not_architecture
+    pretrained_cfg = {k: v for k, v in source_cfg.items() if k in valid}
+    written_by_transformers = raw.get("model_type") == "timm_wrapper"
+    model = timm.create_model(
+        architecture,
+        pretrained=False,
+        num_classes=0,
+        pretrained_cfg=None if written_by_transformers else pretrained_cfg or None,
+        **model_args,
+    )
+    if spec.pretrained:
+        _load_timm_weights(model, _checkpoint_state_dict(name), source=f"Checkpoint {name}")
+    stored = _timm_spec(model, architecture, model_args, data_cfg=pretrained_cfg)
+    return TimmBackbone(model, stored["config"]), stored
 
 
 def _is_sentence_transformer(name: str) -> bool:
@@ -341,7 +590,8 @@ def _is_sentence_transformer(name: str) -> bool:
         return False
 
 
-def _default_pooling(model: PreTrainedModel, name: str) -> str:
+def _default_pooling(model: PreTrainedModel, name: str, pooler_loaded: bool = True) -> str:
+    """The pooling that fits a transformers backbone (`pooler_loaded=False`: its checkpoint lacks the pooler)."""
     pooler = getattr(model, "pooler", None)
     has_learned_pooler = isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules())
     if model.main_input_name == "pixel_values":
@@ -349,7 +599,7 @@ def _default_pooling(model: PreTrainedModel, name: str) -> str:
         return "cls" if has_learned_pooler else "pooler"
     if _is_sentence_transformer(name):
         return "mean"  # sentence-transformers encoders are trained with mean pooling
-    return "pooler" if has_learned_pooler else "cls"
+    return "pooler" if has_learned_pooler and pooler_loaded else "cls"
 
 
 def _image_processor_data_config(name: str, model: PreTrainedModel) -> dict:
@@ -388,6 +638,46 @@ def _image_processor_data_config(name: str, model: PreTrainedModel) -> dict:
     }
 
 
+def _check_loaded(name: str, model: PreTrainedModel, info: dict, unused: tuple[str, ...] = ()) -> None:
+    """Refuses a pretrained backbone that `from_pretrained` loaded incompletely.
+
+    transformers initialises the tensors a checkpoint lacks and only logs those it has no place for; for a
+    pretrained backbone either means training from (partly) random weights, so both are errors naming the tensors.
+    Exempt are the tensors of the source model's own task head, which the backbone deliberately leaves out:
+    those outside every module of the base model (`cls.*` of a BERT pretraining checkpoint, `classifier.*`,
+    an hf_transfer model's `head.*`), and the missing tensors under `unused` (a pooler the backbone drops).
+
+    Args:
+        name: The checkpoint, for the message.
+        model: The loaded base model.
+        info: `from_pretrained(..., output_loading_info=True)`'s loading info.
+        unused: Name prefixes of the model's tensors the backbone does not use.
+    """
+    modules = {child for child, _ in model.named_children()}
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(unused or ()))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if k.split(".")[0] in modules)
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    problems = [
+        f"{what}: {_listed(keys)}"
+        for what, keys in (
+            ("missing from the checkpoint", missing),
+            ("unexpected", unexpected),
+            ("of another shape", mismatched),
+            ("not loadable", [str(e) for e in info.get("error_msgs", ())]),
+        )
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"Checkpoint {name} does not hold every weight of {type(model).__name__}: {'; '.join(problems)}. "
+            "A pretrained backbone must load completely (only the source's task head may be left out), or it would "
+            "train from a partly random init."
+        )
+    dropped = sorted(k for k in info.get("unexpected_keys", ()) if k.split(".")[0] not in modules)
+    if dropped:
+        logger.info("%s: left out the source model's head tensors %s.", name, _listed(dropped))
+
+
 def _unknown_backbone_error(name: str, reason: str) -> ValueError:
     close = difflib.get_close_matches(name.removeprefix("timm:").split(".")[0], timm.list_models(), n=5, cutoff=0.6)
     hint = f" Close timm architecture names: {', '.join(close)}." if close else ""
@@ -415,26 +705,33 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
         except Exception as err:
             raise _unknown_backbone_error(name, f"no loadable config ({type(err).__name__}: {err})") from err
         if config.model_type == "hf_transfer":
-            transfer = TransferModel.from_pretrained(name)
+            transfer, info = TransferModel.from_pretrained(name, output_loading_info=True)
+            _check_loaded(name, transfer, info)
             pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(transfer.backbones, config.backbones)]
         elif config.model_type == "timm_wrapper":
-            # timm's own Hub-format loader (what `timm.create_model("hf-hub:...")` uses); transformers' TimmWrapper
-            # chokes on repos whose `model_args` hold `num_classes`.
-            prefix = "local-dir:" if os.path.isdir(name) else "hf-hub:"
-            model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
-            if spec.pooling in _TIMM_POOLS:
-                model_args["global_pool"] = spec.pooling
-            model = timm.create_model(prefix + name, pretrained=spec.pretrained, num_classes=0, **model_args)
-            pairs = [(TimmBackbone(model), _timm_spec(model, config.architecture, model_args))]
+            pairs = [_load_timm_checkpoint(name, spec)]
         else:
             # pretrained=False (--random_init): the architecture with its own random init, not the checkpoint's weights
-            model = AutoModel.from_pretrained(name) if spec.pretrained else AutoModel.from_config(config)
+            info = None
+            if spec.pretrained:
+                model, info = AutoModel.from_pretrained(name, output_loading_info=True)
+            else:
+                model = AutoModel.from_config(config)
             if model.main_input_name not in ("pixel_values", "input_ids"):
                 raise ValueError(
                     f"Backbone {name!r} ({config.model_type}) takes {model.main_input_name!r}; hf_transfer supports "
                     "image backbones (pixel_values) and text backbones (input_ids)."
                 )
-            pooling = spec.pooling if spec.pooling not in ("auto", "timm") else _default_pooling(model, name)
+            # A checkpoint saved without the base model's pooler (e.g. from a masked-LM model) leaves it random:
+            # pool otherwise unless asked for the pooler, which then is an error below.
+            pooler_loaded = info is None or not any(k.startswith("pooler.") for k in info["missing_keys"])
+            pooling = (
+                spec.pooling
+                if spec.pooling not in ("auto", "timm")
+                else _default_pooling(model, name, pooler_loaded=pooler_loaded)
+            )
+            if info is not None:
+                _check_loaded(name, model, info, unused=("pooler.",) if pooling != "pooler" else ())
             backbone = TransformersBackbone(model, pooling)
             stored = {"library": "transformers", "modality": backbone.modality, "config": model.config.to_dict()}
             if backbone.modality == "image":
@@ -568,11 +865,7 @@ class TransferPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if getattr(module, "_hf_transfer_timm", False):
-            # timm layers keep timm's own init (pretrained or not); only non-persistent buffers, which loading
-            # on the meta device leaves empty, are recomputed (as transformers' TimmWrapper does).
-            if hasattr(module, "init_non_persistent_buffers"):
-                module.init_non_persistent_buffers()
-            return
+            return  # timm layers keep timm's own init (pretrained or not); see `initialize_weights`
         if isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
@@ -586,6 +879,28 @@ class TransferPreTrainedModel(PreTrainedModel):
             for name in ("fusion_logits", "backbone_embeddings"):
                 if hasattr(module, name):
                     init.zeros_(getattr(module, name))
+
+    def initialize_weights(self) -> None:
+        """`PreTrainedModel.initialize_weights` (`_init_weights` on every module not yet initialised), then timm's own
+        init for the timm tensors a checkpoint lacked.
+
+        transformers calls this after `from_pretrained` has loaded a checkpoint, to initialise the tensors it did not
+        hold (a new head, new fusion layers; a transformers backbone's own `_init_weights` covers its tensors). It
+        initialises rather than raises, and names those tensors in its load report: a checkpoint legitimately lacks
+        some tensors (a new head), and timm's init is what a freshly built timm model would have, as for any new
+        layer. `TransferModel.from_backbones` (`load_backbones`), by contrast, refuses a backbone source that misses a
+        weight: there a missing tensor means the pretrained backbone is not what it claims to be.
+        """
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, TimmBackbone):
+                initialised = module.init_missing_tensors()
+                persistent = set(module.model.state_dict())
+                if any(name in persistent for name in initialised):
+                    logger.warning(
+                        "timm tensors missing from the checkpoint got timm's own random init: %s",
+                        ", ".join(name for name in initialised if name in persistent),
+                    )
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus this code and an `auto_map` for every Auto class, so that the
