@@ -41,7 +41,7 @@ from hf_transfer.data import (
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
 from hf_transfer.metrics import build_compute_metrics
-from hf_transfer.processing import load_processors, save_processors
+from hf_transfer.processing import build_processor, load_processors
 from hf_transfer.training import (
     TEACHER_PREFIX,
     DistillationTrainer,
@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3. Preprocessing: each backbone's own (image transforms / tokenizer); labels are checked against the model here
     processors = load_processors(model.config)
+    processor = build_processor(model.config, processors)  # what inference needs: saved with the model
     train_dataset, eval_datasets, data_collator = prepare_datasets(
         raw_datasets, task, model.config.backbones, processors, data_args, training_args
     )
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=build_compute_metrics(
             task.task_name, problem_type=task.problem_type, num_labels=task.num_labels
         ),
-        processing_class=processors[0],
+        processing_class=processor,  # the one processor: saved with the model and every checkpoint
         callbacks=callbacks,
         layer_decay=model_args.layer_decay,
         head_lr_multiplier=model_args.head_lr_multiplier,
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()
         results.update(metrics)
     if trainer.is_world_process_zero():
-        save_processors(processors, training_args.output_dir)
+        processor.save_pretrained(training_args.output_dir)
 
     if training_args.do_eval:
         eval_metrics = {}
