@@ -43,7 +43,6 @@ from .modeling_transfer import (  # noqa: E402
     TransferModel,
     TransferPreTrainedModel,
 )
-
 from .processing_transfer import TransferImageProcessor, TransferProcessor, TransferTokenizer  # noqa: E402
 
 __version__ = "0.1.0"
