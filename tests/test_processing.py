@@ -331,3 +331,38 @@ def test_image_model_loads_with_auto_model_and_the_processor_from_one_folder(tmp
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved").eval()
     processor = AutoImageProcessor.from_pretrained(tmp_path / "saved")
     assert reloaded(**processor(fx.random_image(np.random.default_rng(0), 30))).logits.shape == (1, 2)
+
+
+def test_pushed_text_fusion_serves_from_the_hub_where_hf_transfer_is_absent(hub_server, tmp_path):
+    import uuid
+
+    from hf_transfer.hub import publish_model
+
+    model = _text_fusion(tmp_path)
+    text = "a good film"
+    expected = {}
+    tokenizers = [AutoTokenizer.from_pretrained(tmp_path / name) for name in ("bert_a", "bert_b")]
+    inputs = {**tokenizers[0](text, return_tensors="pt")}
+    inputs.update({f"{k}_1": v for k, v in tokenizers[1](text, return_tensors="pt").items()})
+    with torch.no_grad():
+        probabilities = model(**inputs).logits.softmax(-1)[0]
+    expected = {"negative": float(probabilities[0]), "positive": float(probabilities[1])}
+    repo_id = f"test-user/text-fusion-{uuid.uuid4().hex[:8]}"
+    commit = publish_model(model, tmp_path / "run", repo_id=repo_id, token=hub_server.token)
+    shutil.rmtree(tmp_path / "bert_a")
+    shutil.rmtree(tmp_path / "bert_b")
+
+    files = set(hub_server.repo(repo_id).files_at(commit.oid))
+    assert {"processor_config.json", "tokenizer_config.json", "processing_transfer.py"} <= files
+    assert {"tokenizer/tokenizer_config.json", "tokenizer_1/tokenizer_config.json"} <= files
+    output = _run_fresh(
+        f"""
+        import json
+        from transformers import pipeline
+        classify = pipeline("text-classification", model={repo_id!r}, trust_remote_code=True)
+        print("SCORES", json.dumps({{p["label"]: p["score"] for p in classify({text!r}, top_k=2)}}))
+        print("OK")
+        """,
+        hf_transfer_absent=True,
+    )
+    assert _scores(output) == pytest.approx(expected, abs=1e-5)
