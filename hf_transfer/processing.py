@@ -80,8 +80,20 @@ def load_processors(config: PreTrainedConfig, path: str | None = None) -> list:
         elif spec.get("input_suffix", "") in saved:
             processors.append(saved[spec.get("input_suffix", "")])
         else:
-            processors.append(load_tokenizer(spec))
+            processors.append(_reused_tokenizer(spec) or load_tokenizer(spec))
     return processors
+
+
+def _reused_tokenizer(spec: dict):
+    """The tokenizer of a text backbone reused from a saved hf_transfer model, read from that model's folder.
+
+    A spec may name it as `processor_source: {"path": <saved model>, "input_suffix": <its suffix there>}`, since its
+    `source` is where that model's backbone came from at *its* training time, which may be gone.
+    """
+    origin = spec.get("processor_source")
+    if not origin:
+        return None
+    return _saved_tokenizers(origin["path"]).get(origin.get("input_suffix", ""))
 
 
 def build_processor(config: PreTrainedConfig, processors: Sequence[Any] | None = None) -> TransferProcessor:

@@ -319,6 +319,18 @@ def load_text_processor(path: str, **kwargs: Any):
     return AutoTokenizer.from_pretrained(path, **hub)
 
 
+def _load_legacy_processor(path: str, **kwargs: Any):
+    """What `AutoProcessor` gave for a model saved without `processor_config.json`: its image processor or tokenizer."""
+    from transformers import AutoImageProcessor
+
+    hub = {k: v for k, v in kwargs.items() if k in _TOKENIZER_KWARGS}
+    if _find_file(path, IMAGE_PROCESSOR_CONFIG, **kwargs) is not None:
+        return AutoImageProcessor.from_pretrained(path, **hub)
+    if _find_file(path, TOKENIZER_CONFIG, **kwargs) is not None:
+        return AutoTokenizer.from_pretrained(path, **hub)
+    raise OSError(f"{path} holds no processor ({PROCESSOR_CONFIG}, {IMAGE_PROCESSOR_CONFIG} or {TOKENIZER_CONFIG}).")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Both
 # --------------------------------------------------------------------------------------------------------------------
@@ -411,8 +423,8 @@ class TransferProcessor(PushToHubMixin):
         path = str(pretrained_model_name_or_path)
         kwargs.pop("_from_auto", None)
         config_file = _find_file(path, PROCESSOR_CONFIG, **kwargs)
-        if config_file is None:
-            raise OSError(f"{path} holds no {PROCESSOR_CONFIG} (not a saved hf_transfer processor).")
+        if config_file is None:  # saved before hf_transfer had one processor: its image processor or tokenizer
+            return _load_legacy_processor(path, **kwargs)
         with open(config_file, encoding="utf-8") as f:
             modalities = json.load(f).get("modalities", ["images", "text"])
         image_processor = None

@@ -366,3 +366,25 @@ def test_pushed_text_fusion_serves_from_the_hub_where_hf_transfer_is_absent(hub_
         hf_transfer_absent=True,
     )
     assert _scores(output) == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_reused_text_backbone_reads_its_tokenizer_from_the_saved_model_it_came_from(tmp_path):
+    model = _text_fusion(tmp_path)
+    model.save_pretrained(tmp_path / "saved")
+    save_processors(None, tmp_path / "saved", model.config)
+    expected = AutoTokenizer.from_pretrained(tmp_path / "bert_b")("the cat")["input_ids"]
+    shutil.rmtree(tmp_path / "bert_b")
+    spec = dict(model.config.backbones[1], processor_source={"path": str(tmp_path / "saved"), "input_suffix": "_1"})
+    config = model.config.__class__(**{**model.config.to_dict(), "backbones": [spec]})
+    config._name_or_path = ""  # a new model built on the reused backbone: nothing saved of its own yet
+    (tokenizer,) = load_processors(config)
+    assert tokenizer("the cat")["input_ids"] == expected
+
+
+def test_auto_processor_of_a_folder_saved_before_the_one_processor_gives_its_image_processor(tmp_path):
+    from transformers import ConvNextImageProcessor
+
+    model = TransferForImageClassification.from_backbones("timm:test_resnet", pretrained=False, num_labels=2)
+    model.save_pretrained(tmp_path)
+    ConvNextImageProcessor(size={"shortest_edge": 160}, crop_pct=0.95).save_pretrained(tmp_path)  # the old layout
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path), ConvNextImageProcessor)
