@@ -128,19 +128,24 @@ def test_numpy_and_tensor_images_are_accepted():
 # ------------------------------------------------------------------------------------ image fusion: pipeline()
 
 
-def _image_fusion(num_labels: int = 3):
-    """ResNet at 48 px (bilinear, crop 0.9, ImageNet stats) + ViT at 64 px (bicubic, crop 1.0, 0.5 stats)."""
+def _image_fusion(num_labels: int = 3, num_backbones: int = 2):
+    """ResNet at 48 px (bilinear, crop 0.9, ImageNet stats) + ViT at 64 px (bicubic, crop 1.0, 0.5 stats) (+ a
+    second ResNet at 40 px, squash)."""
+    names = ["timm:test_resnet", "timm:test_vit", "timm:test_resnet"][:num_backbones]
+    specs = [{"input_size": [3, 48, 48], "interpolation": "bilinear", "crop_pct": 0.9}]
+    specs[0].update(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    specs.append({"input_size": [3, 64, 64], "interpolation": "bicubic", "crop_pct": 1.0})
+    specs.append({"input_size": [3, 40, 40], "crop_mode": "squash", "mean": [0.3, 0.4, 0.5], "std": [0.2, 0.2, 0.2]})
     model = TransferForImageClassification.from_backbones(
-        ["timm:test_resnet", "timm:test_vit"],
+        names,
         pretrained=False,
         num_labels=num_labels,
         id2label={i: f"class_{i}" for i in range(num_labels)},
         fusion="concat",
     )
-    first, second = model.config.backbones
-    first["data_config"].update(input_size=[3, 48, 48], interpolation="bilinear", crop_pct=0.9)
-    first["data_config"].update(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
-    second["data_config"].update(input_size=[3, 64, 64], interpolation="bicubic", crop_pct=1.0)
+    for spec, data_config in zip(model.config.backbones, specs):
+        spec["data_config"].update(data_config)
+        spec["input_suffix"] = "" if spec is model.config.backbones[0] else f"_{model.config.backbones.index(spec)}"
     return model.eval()
 
 
@@ -154,17 +159,19 @@ def _expected_scores(model, image) -> dict[str, float]:
     return {model.config.id2label[i]: float(p) for i, p in enumerate(probabilities)}
 
 
-def test_image_fusion_with_two_preprocessings_serves_through_pipeline(tmp_path):
-    model = _image_fusion()
-    assert [spec["input_suffix"] for spec in model.config.backbones] == ["", "_1"]
+@pytest.mark.parametrize("num_backbones", [2, 3])
+def test_image_fusion_with_several_preprocessings_serves_through_pipeline(num_backbones, tmp_path):
+    model = _image_fusion(num_backbones=num_backbones)
+    names = ["pixel_values", "pixel_values_1", "pixel_values_2"][:num_backbones]
+    assert [f"pixel_values{spec['input_suffix']}" for spec in model.config.backbones] == names
     model.save_pretrained(tmp_path / "saved")
     save_processors(None, tmp_path / "saved", model.config)
 
     processor = AutoImageProcessor.from_pretrained(tmp_path / "saved")
-    assert processor.model_input_names == ["pixel_values", "pixel_values_1"]
+    assert processor.model_input_names == names
     image = fx.random_image(np.random.default_rng(5), 57)
     outputs = processor(image)
-    assert outputs["pixel_values"].shape == (1, 3, 48, 48) and outputs["pixel_values_1"].shape == (1, 3, 64, 64)
+    assert [tuple(outputs[name].shape[-2:]) for name in names] == [(48, 48), (64, 64), (40, 40)][:num_backbones]
 
     expected = _expected_scores(model, image)
     predictions = pipeline("image-classification", model=str(tmp_path / "saved"))(image, top_k=3)
