@@ -1372,7 +1372,7 @@ def make_image_preprocessor(
     """Builds the batch transform that turns an image column into every image backbone's ``pixel_values{suffix}``.
 
     Use it with ``dataset.with_transform(...)`` / ``set_transform``: tensors come out directly, without
-    ``set_format("torch")`` on image columns (slow with torchvision imported, see benchmarks/README.md, "Performance notes").
+    ``set_format("torch")`` on image columns (slow with torchvision imported: benchmarks/README.md).
 
     Args:
         backbones: The model's ``config.backbones``.
