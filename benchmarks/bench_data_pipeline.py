@@ -5,7 +5,7 @@ Measures, at each image size, medians of interleaved repeats of:
 * pipeline: samples/s through hf_transfer's image path (CIFAR-like 32-px PNGs in a parquet file →
   ``load_raw_datasets`` → ``prepare_datasets`` transform → ``DataLoader`` + collator), with 0 and 2 workers;
 * model: samples/s of a ResNet-18-sized training step (timm ``resnet18``, random init, SGD) on ready tensors,
-  fp32 eager and bf16 autocast + channels_last (the fastest CPU setting in PERF_NOTES);
+  fp32 eager and bf16 autocast + channels_last (the fastest CPU setting in benchmarks/README.md, "Performance notes");
 * end to end: each training step fed by the pipeline with 2 workers, against the same step on ready tensors.
 
 and prints pipeline/model ratios: above 1 the data keeps up; the end-to-end ratio is the fraction of the model's
@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 
-# Before torch loads OpenMP: spinning threads collapse 2-thread PyTorch when another process holds a core (PERF_NOTES:
-# ~650 → 20-105 img/s); passive waiting holds ~310. Export OMP_WAIT_POLICY=ACTIVE to measure the default instead.
+# Before torch loads OpenMP: spinning threads collapse 2-thread PyTorch when another process holds a core
+# (benchmarks/README.md, "Performance notes": ~650 → 20-105 img/s); passive waiting holds ~310. Export OMP_WAIT_POLICY=ACTIVE to measure the default instead.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import platform
 import statistics

@@ -35,7 +35,8 @@ import contextlib
 import io
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (PERF_NOTES)
+# before torch loads OpenMP (benchmarks/README.md, "Performance notes")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import sys
 import tempfile

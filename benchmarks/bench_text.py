@@ -41,7 +41,7 @@ import functools
 import io
 import os
 
-# Before torch loads OpenMP: spinning threads collapse 2-thread PyTorch when another process holds a core (PERF_NOTES).
+# Before torch loads OpenMP: spinning threads collapse 2-thread PyTorch when another process holds a core (benchmarks/README.md, "Performance notes").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import sys
 import tempfile

@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 
-# Before torch loads OpenMP (PERF_NOTES: spinning threads collapse 2-thread PyTorch under contention).
+# Before torch loads OpenMP (benchmarks/README.md, "Performance notes": spinning threads collapse 2-thread PyTorch under contention).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import contextlib

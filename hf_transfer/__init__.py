@@ -26,9 +26,12 @@ _check_import_name_clash()
 
 from transformers import (  # noqa: E402
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
+    AutoProcessor,
+    AutoTokenizer,
 )
 
 from .configuration_transfer import TransferConfig  # noqa: E402
@@ -40,6 +43,7 @@ from .modeling_transfer import (  # noqa: E402
     TransferModel,
     TransferPreTrainedModel,
 )
+from .processing_transfer import TransferImageProcessor, TransferProcessor, TransferTokenizer  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -47,6 +51,14 @@ AutoConfig.register(TransferConfig.model_type, TransferConfig, exist_ok=True)
 AutoModel.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForImageClassification.register(TransferConfig, TransferForImageClassification, exist_ok=True)
 AutoModelForSequenceClassification.register(TransferConfig, TransferForSequenceClassification, exist_ok=True)
+# The processors saved with every model (hf_transfer.processing_transfer): found here without trust_remote_code.
+AutoImageProcessor.register(
+    TransferConfig,
+    image_processor_classes={"pil": TransferImageProcessor, "torchvision": TransferImageProcessor},
+    exist_ok=True,
+)
+AutoTokenizer.register(TransferConfig, TransferTokenizer, exist_ok=True)
+AutoProcessor.register(TransferConfig, TransferProcessor, exist_ok=True)
 
 __all__ = [
     "BackboneSpec",
@@ -56,4 +68,7 @@ __all__ = [
     "TransferForClassification",
     "TransferForImageClassification",
     "TransferForSequenceClassification",
+    "TransferImageProcessor",
+    "TransferProcessor",
+    "TransferTokenizer",
 ]

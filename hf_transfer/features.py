@@ -44,15 +44,17 @@ def cache_decision(model: torch.nn.Module, *, augmentation: bool, requested: boo
     ]
     if trainable:
         reason = f"backbone(s) {', '.join(trainable)} are trainable, so their features change every step"
+        fix = "freeze them (--freeze backbone) or drop --cache_features"
     elif augmentation:
         reason = "training images are randomly augmented, so features differ every epoch"
+        fix = "add --no_augmentation (train on the eval transform: resize + center crop) or drop --cache_features"
     else:
-        reason = ""
+        reason = fix = ""
     if requested is False:
         return False, "off (--cache_features false)"
     if reason:
         if requested:
-            raise ValueError(f"--cache_features true is unsafe here: {reason}.")
+            raise ValueError(f"--cache_features true is unsafe here: {reason}. To cache features, {fix}.")
         return False, f"off: {reason}"
     return True, "on: every backbone is frozen and the inputs are deterministic (--cache_features false to turn off)"
 

@@ -1433,17 +1433,13 @@ def _task_of(model: Any) -> str:
 
 def _save_processors_once(model: Any, folder: Path, processors: Sequence[Any] | None) -> None:
     """Saves the processors `pipeline()` loads, unless the run already saved them in `folder`."""
-    if processors is None:
-        if (folder / "preprocessor_config.json").is_file() or (folder / "tokenizer_config.json").is_file():
-            return
-        if not getattr(model.config, "backbones", None):
-            return
-        from .processing import load_processors
-
-        processors = load_processors(model.config)
+    if not getattr(model.config, "backbones", None):
+        return
+    if processors is None and (folder / "processor_config.json").is_file():
+        return
     from .processing import save_processors
 
-    save_processors(list(processors), folder)
+    save_processors(None if processors is None else list(processors), folder, model.config)
 
 
 def _publishable_dataset_name(dataset_name: str | None) -> str | None:

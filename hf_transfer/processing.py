@@ -1,58 +1,37 @@
 # Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
-"""Each backbone's own preprocessing as transformers processors: image processors and tokenizers.
+"""Each backbone's preprocessing, and the one processor saved with a model (`hf_transfer.processing_transfer`).
 
-The processors are saved next to the model so that `pipeline()` and `AutoImageProcessor` / `AutoTokenizer` load
-them from the same directory or Hub repo.
+`load_processors(config)` gives one processor per backbone (what the data pipeline tokenizes with);
+`build_processor(config)` the model's one processor, which `save_processors` writes next to the model so that
+`AutoProcessor`, `AutoImageProcessor` / `AutoTokenizer` and `pipeline()` load it from the same directory or Hub repo,
+with or without hf_transfer installed. Everything inference needs lives in the saved folder: a saved model's
+tokenizers are read back from it, not from where its backbones came from at training time.
 """
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedConfig
+from transformers import AutoTokenizer, PreTrainedConfig
+
+from .processing_transfer import (
+    PROCESSOR_CONFIG,
+    TransferImageProcessor,
+    TransferProcessor,
+    TransferTokenizer,
+    _find_file,
+)
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["build_processor", "image_processor_for", "load_processors", "load_tokenizer", "save_processors"]
 
-_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
 
-
-def image_processor_for(spec: dict):
-    """The image processor of one image backbone (from `TransferConfig.backbones`).
-
-    transformers backbones get their checkpoint's image processor. timm backbones (and transformers ones saved
-    without a processor) get a `ConvNextImageProcessor` that reproduces timm's eval transform from the stored data
-    config: resize the short side to `size / crop_pct`, center-crop to `size`, normalise with the backbone's mean/std.
-    """
-    if spec["library"] == "transformers":
-        try:
-            return AutoImageProcessor.from_pretrained(spec["source"])
-        except Exception:  # no processor saved with the backbone: use the stored data config
-            pass
-    data_config = spec["data_config"]
-    channels, height, width = data_config["input_size"]
-    resample = _RESAMPLE.get(data_config.get("interpolation"), 3)
-    # grayscale / RGBA / palette images become RGB, as the training transform makes them (ConvertToRGB)
-    convert_rgb = channels == 3
-    if height != width:
-        from transformers import ViTImageProcessor
-
-        return ViTImageProcessor(
-            size={"height": height, "width": width},
-            resample=resample,
-            image_mean=data_config["mean"],
-            image_std=data_config["std"],
-            do_convert_rgb=convert_rgb,
-        )
-    from transformers import ConvNextImageProcessor
-
-    return ConvNextImageProcessor(
-        size={"shortest_edge": height},
-        crop_pct=data_config.get("crop_pct") or 1.0,
-        resample=resample,
-        image_mean=data_config["mean"],
-        image_std=data_config["std"],
-        do_convert_rgb=convert_rgb,
-    )
+def image_processor_for(spec: dict) -> TransferImageProcessor:
+    """The image processor of one image backbone (from `TransferConfig.backbones`): timm's eval transform for its
+    stored data config, producing `pixel_values{input_suffix}`."""
+    return TransferImageProcessor.from_backbones([spec])
 
 
 def load_tokenizer(spec: dict):
@@ -66,14 +45,86 @@ def load_tokenizer(spec: dict):
         ) from err
 
 
-def load_processors(config: PreTrainedConfig) -> list:
-    """One processor per backbone, in backbone order: an image processor or a tokenizer."""
-    return [image_processor_for(s) if s["modality"] == "image" else load_tokenizer(s) for s in config.backbones]
+def _saved_tokenizers(path: str | None) -> dict[str, Any]:
+    """`input_suffix` → tokenizer, from the processor saved with a model at `path` (empty when there is none)."""
+    if not path:
+        return {}
+    try:
+        if _find_file(path, PROCESSOR_CONFIG) is None:
+            return {}
+        tokenizer = TransferProcessor.from_pretrained(path).tokenizer
+    except Exception as err:  # a broken saved processor: say so, then fall back to the backbones' own
+        logger.warning(f"Could not load the processor saved in {path} ({type(err).__name__}: {err}).")
+        return {}
+    if tokenizer is None:
+        return {}
+    return dict(tokenizer.tokenizers) if isinstance(tokenizer, TransferTokenizer) else {"": tokenizer}
 
 
-def save_processors(processors: list, output_dir: str | Path) -> None:
-    """Saves the first backbone's processor at the top of `output_dir` (what `pipeline()` loads) and the others
-    under `output_dir/backbone_{i}/`."""
-    for index, processor in enumerate(processors):
-        target = Path(output_dir) if index == 0 else Path(output_dir) / f"backbone_{index}"
-        processor.save_pretrained(target)
+def load_processors(config: PreTrainedConfig, path: str | None = None) -> list:
+    """One processor per backbone, in backbone order: an image processor or a tokenizer.
+
+    Tokenizers come from the processor saved with the model (`path`, by default where the config was loaded from:
+    `config._name_or_path`), so a saved or pushed model needs nothing else; a model being built (`from_backbones`)
+    gets each text backbone's own tokenizer from where the backbone came from.
+
+    Args:
+        config: The model's `TransferConfig`.
+        path: A folder or Hub repo holding the model's saved processor (default: `config._name_or_path`).
+    """
+    saved = _saved_tokenizers(path if path is not None else getattr(config, "_name_or_path", None))
+    processors = []
+    for spec in config.backbones:
+        if spec["modality"] == "image":
+            processors.append(image_processor_for(spec))
+        elif spec.get("input_suffix", "") in saved:
+            processors.append(saved[spec.get("input_suffix", "")])
+        else:
+            processors.append(_reused_tokenizer(spec) or load_tokenizer(spec))
+    return processors
+
+
+def _reused_tokenizer(spec: dict):
+    """The tokenizer of a text backbone reused from a saved hf_transfer model, read from that model's folder.
+
+    A spec may name it as `processor_source: {"path": <saved model>, "input_suffix": <its suffix there>}`, since its
+    `source` is where that model's backbone came from at *its* training time, which may be gone.
+    """
+    origin = spec.get("processor_source")
+    if not origin:
+        return None
+    return _saved_tokenizers(origin["path"]).get(origin.get("input_suffix", ""))
+
+
+def build_processor(config: PreTrainedConfig, processors: Sequence[Any] | None = None) -> TransferProcessor:
+    """The model's one processor: every image input (`TransferImageProcessor`) and every text input (the text
+    backbone's tokenizer, or a `TransferTokenizer` over several).
+
+    Args:
+        config: The model's `TransferConfig`.
+        processors: One processor per backbone (`load_processors(config)` when None).
+    """
+    processors = list(load_processors(config) if processors is None else processors)
+    if len(processors) != len(config.backbones):
+        raise ValueError(f"Got {len(processors)} processors for {len(config.backbones)} backbones; pass one each.")
+    image = [spec for spec in config.backbones if spec["modality"] == "image"]
+    tokenizers = {}
+    for spec, processor in zip(config.backbones, processors):
+        if spec["modality"] == "text":
+            tokenizers.setdefault(spec.get("input_suffix", ""), processor)
+    if len(tokenizers) > 1:
+        tokenizer = TransferTokenizer(tokenizers)
+    else:
+        tokenizer = next(iter(tokenizers.values()), None)
+    return TransferProcessor(TransferImageProcessor.from_backbones(image) if image else None, tokenizer)
+
+
+def save_processors(processors: Sequence[Any] | None, output_dir: str | Path, config: PreTrainedConfig) -> None:
+    """Saves the model's one processor in `output_dir` (see `build_processor`).
+
+    Args:
+        processors: One processor per backbone (`load_processors(config)` when None).
+        output_dir: The model's folder.
+        config: The model's `TransferConfig`.
+    """
+    build_processor(config, processors).save_pretrained(str(output_dir))

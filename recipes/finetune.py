@@ -41,7 +41,8 @@ from hf_transfer.data import (
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
 from hf_transfer.metrics import build_compute_metrics
-from hf_transfer.processing import load_processors, save_processors
+from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
+from hf_transfer.processing import build_processor, load_processors
 from hf_transfer.training import (
     TEACHER_PREFIX,
     DistillationTrainer,
@@ -51,6 +52,9 @@ from hf_transfer.training import (
 )
 
 logger = logging.getLogger(__name__)
+
+# `--head mlp` without `--head_hidden_sizes`: GAP -> Dense(1024, ReLU) -> classes, the seeds' head
+DEFAULT_MLP_HIDDEN_SIZES = (1024,)
 
 
 @dataclass
@@ -82,7 +86,8 @@ class ModelArguments:
     fusion_dim: int = field(default=256, metadata={"help": "Width each backbone's features are projected to."})
     head: str = field(default="linear", metadata={"help": "Classification head: linear or mlp."})
     head_hidden_sizes: list[int] | None = field(
-        default=None, metadata={"help": "Hidden widths of the mlp head, e.g. 1024.", "nargs": "+"}
+        default=None,
+        metadata={"help": "Hidden widths of the mlp head (default with --head mlp: one layer of 1024).", "nargs": "+"},
     )
     head_activation: str = field(default="relu", metadata={"help": "MLP activation: relu, gelu, silu, tanh."})
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before each linear layer of the head."})
@@ -140,6 +145,10 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = field(
         default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
     )
+
+    def __post_init__(self):
+        if self.head == "mlp" and not self.head_hidden_sizes:
+            self.head_hidden_sizes = list(DEFAULT_MLP_HIDDEN_SIZES)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
@@ -361,8 +370,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3. Preprocessing: each backbone's own (image transforms / tokenizer); labels are checked against the model here
     processors = load_processors(model.config)
+    processor = build_processor(model.config, processors)  # what inference needs: saved with the model
     train_dataset, eval_datasets, data_collator = prepare_datasets(
         raw_datasets, task, model.config.backbones, processors, data_args, training_args
+    )
+    # --do_predict: the test split(s), checked before training (run_glue.py's flag and files)
+    predict_datasets = (
+        prepare_predict_datasets(raw_datasets, task, model.config.backbones, processors, data_args)
+        if training_args.do_predict
+        else {}
     )
     # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
     # Trainer's signature-based column removal would drop.
@@ -388,11 +404,12 @@ def main(argv: list[str] | None = None) -> dict:
                     autocast_dtype=autocast,
                     desc=f"Caching backbone features ({split})",
                 )
-                for split, dataset in {"train": train_dataset, **eval_datasets}.items()
+                for split, dataset in {"train": train_dataset, **eval_datasets, **predict_datasets}.items()
                 if dataset is not None
             }
         train_dataset = cached.get("train")
         eval_datasets = {split: cached[split] for split in eval_datasets}
+        predict_datasets = {split: cached[split] for split in predict_datasets}
         data_collator = collate_cached
         if training_args.train_sampling_strategy == "group_by_length":  # features have no length to group by
             training_args.train_sampling_strategy = "random"
@@ -429,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=build_compute_metrics(
             task.task_name, problem_type=task.problem_type, num_labels=task.num_labels
         ),
-        processing_class=processors[0],
+        processing_class=processor,  # the one processor: saved with the model and every checkpoint
         callbacks=callbacks,
         layer_decay=model_args.layer_decay,
         head_lr_multiplier=model_args.head_lr_multiplier,
@@ -447,7 +464,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()
         results.update(metrics)
     if trainer.is_world_process_zero():
-        save_processors(processors, training_args.output_dir)
+        processor.save_pretrained(training_args.output_dir)
 
     if training_args.do_eval:
         eval_metrics = {}
@@ -459,6 +476,9 @@ def main(argv: list[str] | None = None) -> dict:
             eval_metrics.update(metrics)
         trainer.save_metrics("eval", eval_metrics)
         results.update(eval_metrics)
+
+    if training_args.do_predict:
+        results.update(predict_and_write(trainer, predict_datasets, task, training_args.output_dir))
 
     if push_requested and trainer.is_world_process_zero():
         from hf_transfer.hub import publish

@@ -1,4 +1,4 @@
-"""Tiny local datasets with exactly the Hub datasets' schemas (DESIGN.md), built in code.
+"""Tiny local datasets with exactly the Hub datasets' schemas (uoft-cs/cifar10, uoft-cs/cifar100, nyu-mll/glue), built in code.
 
 Real CIFAR and GLUE cannot be downloaded here, so tests write small stand-ins in the layouts
 :func:`hf_transfer.data.load_raw_datasets` reads as ``--dataset_name <dir>``: parquet files named as the Hub stores

