@@ -850,6 +850,17 @@ class ClassificationHead(nn.Module):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _class_under_fsdp2(model: nn.Module) -> type | None:
+    """The model's own class when FSDP2's `fully_shard` has swapped in its `FSDP<Name>` subclass, else None."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        return None
+    if not isinstance(model, FSDPModule):
+        return None
+    return next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
+
+
 class TransferPreTrainedModel(PreTrainedModel):
     """Weights initialisation, freezing and loading shared by the hf_transfer models."""
 
@@ -904,9 +915,27 @@ class TransferPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus this code and an `auto_map` for every Auto class, so that the
-        saved (or pushed) model also loads with `trust_remote_code=True` where hf_transfer is not installed."""
+        saved (or pushed) model also loads with `trust_remote_code=True` where hf_transfer is not installed.
+
+        Under FSDP2 (`fully_shard`), every rank must call it: the sharded parameters are gathered into one full
+        state dict (a collective), and the main process writes it with this model's own code (not torch's
+        `FSDP...` wrapper class, whose module is torch's).
+        """
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        plain_class = _class_under_fsdp2(self)
+        if plain_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("state_dict") is None:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            kwargs["state_dict"] = get_model_state_dict(self, options=options)
+        fsdp_class = self.__class__
+        self.__class__ = plain_class  # what save_pretrained names in auto_map and copies as code
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = fsdp_class
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

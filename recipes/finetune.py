@@ -177,7 +177,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
 
 
 def check_distributed(training_args: TrainingArguments) -> None:
-    """Stops a multi-process launch that would not train as one job (each rank alone on all the data)."""
+    """Stops a launch that would not train as asked: FSDP without GPUs, or each rank alone on all the data."""
+    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") or bool(training_args.fsdp)
+    if fsdp_asked and training_args.use_cpu:
+        # accelerate cannot shard on CPU: the launch would quietly run as DDP, every rank holding the whole model.
+        raise RuntimeError(
+            "FSDP was asked for (accelerate config or --fsdp) but this run has no GPU (--use_cpu): accelerate cannot "
+            "shard on CPU, so it would quietly run as plain DDP. Use a DDP launch here (`accelerate launch "
+            "--multi_gpu --num_processes N`), or run the FSDP config on GPUs (README: Scaling up)."
+        )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size != launched:
         raise RuntimeError(

@@ -294,9 +294,21 @@ def test_several_processes_without_use_cpu_or_gpu_is_refused(monkeypatch):
     from types import SimpleNamespace
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    args = SimpleNamespace(world_size=1)  # what TrainingArguments reports when each rank trains alone
+    args = SimpleNamespace(world_size=1, fsdp=[], use_cpu=True)  # what TrainingArguments reports: each rank alone
     with pytest.raises(RuntimeError, match="Launched with 2 processes but the Trainer sees world size 1"):
         finetune.check_distributed(args)
+
+
+@pytest.mark.parametrize("how", ["accelerate config", "--fsdp flag"])
+def test_fsdp_without_gpus_is_refused_instead_of_running_as_ddp(monkeypatch, tmp_path, how):
+    argv = ["--backbone", "timm:test_resnet", "--task_name", "sst2", "--output_dir", str(tmp_path)]
+    if how == "accelerate config":
+        monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` exports
+    else:
+        argv += ["--fsdp", "full_shard"]
+    _, _, training_args = finetune.parse_args(argv)
+    with pytest.raises(RuntimeError, match="cannot shard on CPU, so it would quietly run as plain DDP"):
+        finetune.check_distributed(training_args)
 
 
 @pytest.mark.slow
