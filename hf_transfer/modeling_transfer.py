@@ -708,6 +708,10 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
             transfer, info = TransferModel.from_pretrained(name, output_loading_info=True)
             _check_loaded(name, transfer, info)
             pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(transfer.backbones, config.backbones)]
+            for _, stored in pairs:
+                if stored["modality"] == "text":
+                    # Its tokenizer is saved in that model's folder; `source` may be gone (a path at *its* training).
+                    stored["processor_source"] = {"path": str(name), "input_suffix": stored.get("input_suffix", "")}
         elif config.model_type == "timm_wrapper":
             pairs = [_load_timm_checkpoint(name, spec)]
         else:

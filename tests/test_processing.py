@@ -381,11 +381,11 @@ def test_a_reused_text_backbone_reads_its_tokenizer_from_the_saved_model_it_came
     save_processors(None, tmp_path / "saved", model.config)
     expected = AutoTokenizer.from_pretrained(tmp_path / "bert_b")("the cat")["input_ids"]
     shutil.rmtree(tmp_path / "bert_b")
-    spec = dict(model.config.backbones[1], processor_source={"path": str(tmp_path / "saved"), "input_suffix": "_1"})
-    config = model.config.__class__(**{**model.config.to_dict(), "backbones": [spec]})
-    config._name_or_path = ""  # a new model built on the reused backbone: nothing saved of its own yet
-    (tokenizer,) = load_processors(config)
-    assert tokenizer("the cat")["input_ids"] == expected
+    reused = TransferForSequenceClassification.from_backbones(str(tmp_path / "saved"), num_labels=2)
+    reused.config._name_or_path = ""  # a new model built on the reused backbones: nothing saved of its own yet
+    assert reused.config.backbones[1]["processor_source"] == {"path": str(tmp_path / "saved"), "input_suffix": "_1"}
+    tokenizers = load_processors(reused.config)
+    assert tokenizers[1]("the cat")["input_ids"] == expected
 
 
 def test_auto_processor_of_a_folder_saved_before_the_one_processor_gives_its_image_processor(tmp_path):
