@@ -819,7 +819,7 @@ class TransferPreTrainedModel(PreTrainedModel):
         """
         backbone = self._text_backbone("resize_token_embeddings").model
         embeddings = backbone.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
-        self.config.backbones[0]["config"]["vocab_size"] = backbone.config.vocab_size
+        self.config.backbones[0]["config"]["vocab_size"] = self.vocab_size = backbone.config.vocab_size
         return embeddings
 
     def _sync_attn_implementation(self) -> None:
@@ -934,22 +934,10 @@ class TransferModel(TransferPreTrainedModel):
             )
         if not output_attentions:
             return
-        transformers_backbones = [
-            (i, b) for i, b in enumerate(self.backbones) if isinstance(b, TransformersBackbone)
-        ]
-        if not transformers_backbones:
+        # As in transformers, a backbone running SDPA warns and returns no attention maps (eager attention has them).
+        if not any(isinstance(b, TransformersBackbone) for b in self.backbones):
             raise ValueError(
                 "output_attentions=True: this model's backbones are timm models, which return no attention maps."
-            )
-        not_eager = [
-            f"{i} ({b.model.config._attn_implementation})"
-            for i, b in transformers_backbones
-            if b.model.config._attn_implementation != "eager"
-        ]
-        if not_eager:
-            raise ValueError(
-                f"output_attentions=True needs eager attention, but backbone(s) {', '.join(not_eager)} do not run it. "
-                "Load the model with attn_implementation='eager' or call model.set_attn_implementation('eager')."
             )
 
     def forward(
@@ -968,7 +956,8 @@ class TransferModel(TransferPreTrainedModel):
         r"""
         position_ids, inputs_embeds: passed to the (first) text backbone; `inputs_embeds` replaces `input_ids`.
         output_attentions (`bool`, *optional*): also return the attention maps of every transformers backbone
-            (timm backbones have none), one tuple of layers after the other. Needs eager attention.
+            (timm backbones have none), one tuple of layers after the other. Backbones must run eager attention
+            (`attn_implementation="eager"`) to have them.
         output_hidden_states (`bool`, *optional*): also return the pooled features of each backbone.
         backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
             `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.

@@ -12,7 +12,12 @@ import torch
 import transformers_suite
 from transformers import BertConfig
 
-from hf_transfer import TransferConfig, TransferForImageClassification, TransferForSequenceClassification, TransferModel
+from hf_transfer import (
+    TransferConfig,
+    TransferForImageClassification,
+    TransferForSequenceClassification,
+    TransferModel,
+)
 from hf_transfer.modeling_transfer import BackboneSpec, _assign_input_suffixes, load_backbones
 
 if transformers_suite.missing_reason():
@@ -110,7 +115,22 @@ class _TransferTest(ModelTesterMixin):
 
     def setUp(self):
         self.model_tester = TransferModelTester(self, kinds=self.kinds)
-        self.config_tester = ConfigTester(self, config_class=TransferConfig, has_text_modality=False)
+        # A composite config (like VisionTextDualEncoder's): the backbones' configs hold hidden_size & co.
+        self.config_tester = ConfigTester(
+            self, config_class=TransferConfig, has_text_modality=False, common_properties=[]
+        )
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        # transformers adds labels for the classifier classes of its own mappings; ours are registered at import.
+        inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels)
+        if return_labels and model_class is not TransferModel:
+            inputs_dict["labels"] = torch.zeros(self.model_tester.batch_size, dtype=torch.long)
+        return inputs_dict
+
+    def test_training(self):
+        # transformers skips base models (those in MODEL_MAPPING_NAMES): like them, TransferModel has no loss.
+        self.all_model_classes = self.all_model_classes[1:]
+        super().test_training()
 
     def test_config(self):
         self.config_tester.run_common_tests()
@@ -148,6 +168,13 @@ class TimmTransferModelTest(_TransferTest, unittest.TestCase):
     has_attentions = False  # timm models return no attention maps
     test_resize_embeddings = False  # no token embeddings
 
+    @unittest.skip(
+        reason="timm checkpoints with checkpoint_seq, not transformers' GradientCheckpointingLayer the test looks for; "
+        "tests/test_arguments.py tests enable/disable and is_gradient_checkpointing on timm backbones"
+    )
+    def test_gradient_checkpointing_enable_disable(self):
+        pass
+
     @unittest.skip(reason="an image model has no token embeddings (get_input_embeddings raises, as tested elsewhere)")
     def test_model_get_set_embeddings(self):
         pass
@@ -167,10 +194,6 @@ class BertTransferModelTest(_TransferTest, unittest.TestCase):
     kinds = ("text",)
     all_model_classes = (TransferModel, TransferForSequenceClassification)
 
-    def setUp(self):
-        super().setUp()
-        # TransferModel built on a text backbone reads input_ids first; its class default is pixel_values.
-        TransferModel.main_input_name = "pixel_values"
 
 
 class FusionTransferModelTest(_TransferTest, unittest.TestCase):
@@ -178,6 +201,7 @@ class FusionTransferModelTest(_TransferTest, unittest.TestCase):
 
     kinds = ("image", "text")
     all_model_classes = (TransferModel, TransferForImageClassification)
+    additional_model_inputs = ["input_ids"]  # the text backbone's input, besides the main pixel_values
     test_resize_embeddings = False  # the token embeddings of one backbone of several are reached through it
 
     @unittest.skip(reason="a fusion has no single token embedding matrix (get_input_embeddings raises)")
