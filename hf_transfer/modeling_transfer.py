@@ -133,6 +133,7 @@ class TimmBackbone(_Backbone):
         self.model = model
         # Read by `PreTrainedModel.is_activation_checkpointing` (set only when timm really checkpoints).
         self.gradient_checkpointing = False
+        self.checkpoint_use_reentrant: bool | None = None  # None: timm's global setting
         # timm modules keep timm's own initialisation: `_init_weights` must not touch them.
         for module in self.model.modules():
             module._hf_transfer_timm = True
@@ -161,7 +162,19 @@ class TimmBackbone(_Backbone):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         # fp32 images into a bf16/fp16 model are cast, as transformers' TimmWrapper does
         pixel_values = inputs["pixel_values"].to(_parameter_dtype(self.model))
-        features = self.model.forward_features(pixel_values)
+        if self.gradient_checkpointing and self.checkpoint_use_reentrant is not None:
+            # timm's checkpoint helpers read one process-wide `use_reentrant` when they run: set this backbone's
+            # for the duration of its forward (the recompute in backward reuses what the forward chose).
+            from timm.layers import set_reentrant_ckpt, use_reentrant_ckpt
+
+            previous = use_reentrant_ckpt()
+            set_reentrant_ckpt(self.checkpoint_use_reentrant)
+            try:
+                features = self.model.forward_features(pixel_values)
+            finally:
+                set_reentrant_ckpt(previous)
+        else:
+            features = self.model.forward_features(pixel_values)
         return self.model.forward_head(features, pre_logits=True)
 
     def layer_groups(self) -> list[list[str]]:
@@ -176,29 +189,32 @@ class TimmBackbone(_Backbone):
 
         Args:
             options: What transformers asks for (`every_n_layers`, `offload`, and the keyword arguments of
-                `torch.utils.checkpoint.checkpoint`). timm checkpoints every block with its own `use_reentrant`
-                setting, so any other request is refused rather than ignored.
+                `torch.utils.checkpoint.checkpoint`). timm checkpoints every block, on the device, and takes only
+                `use_reentrant`, so any other request is refused rather than ignored.
 
         Raises:
             ValueError: naming the options that cannot be honoured.
         """
-        from timm.layers import use_reentrant_ckpt
-
-        supported = {"every_n_layers": 1, "offload": False, "use_reentrant": use_reentrant_ckpt()}
-        refused = {k: v for k, v in options.items() if supported.get(k, object()) != v}
+        fixed = {"every_n_layers": 1, "offload": False}
+        refused = {k: v for k, v in options.items() if k != "use_reentrant" and fixed.get(k, object()) != v}
         if refused:
             raise ValueError(
                 f"Gradient checkpointing options {refused} cannot be honoured by the timm backbone "
-                f"{type(self.model).__name__}: timm checkpoints every block with {supported} "
-                "(timm's `use_reentrant` is set with `timm.layers.set_reentrant_ckpt`)."
+                f"{type(self.model).__name__}: timm checkpoints every block (every_n_layers=1), without offload, "
+                "and takes only `use_reentrant`."
             )
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
+    def set_grad_checkpointing(self, enable: bool = True, use_reentrant: bool | None = None) -> None:
         """Turns timm's own gradient checkpointing on or off.
+
+        Args:
+            enable: On or off.
+            use_reentrant: Re-entrant checkpointing or not (None: timm's process-wide setting).
 
         Raises:
             ValueError: if the timm model cannot checkpoint.
         """
+        self.checkpoint_use_reentrant = use_reentrant
         try:
             self.model.set_grad_checkpointing(enable)
         except (AssertionError, NotImplementedError, AttributeError) as err:
@@ -529,18 +545,32 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
     return pairs
 
 
+def _select_hidden_states(hidden_states: tuple, output_hidden_states: bool | list[int]) -> tuple | None:
+    """All hidden states (True), none (False), or those at the given indices with None elsewhere."""
+    if output_hidden_states is True:
+        return hidden_states
+    if output_hidden_states is False:
+        return None
+    count = len(hidden_states)
+    out_of_range = [i for i in output_hidden_states if not -count <= i < count]
+    if out_of_range:
+        raise ValueError(f"output_hidden_states indices {out_of_range} out of range: there are {count} hidden states.")
+    kept = {i % count for i in output_hidden_states}
+    return tuple(state if i in kept else None for i, state in enumerate(hidden_states))
+
+
 def _checkpoint_options(checkpoint_function, every_n_layers: int) -> dict:
     """What `activation_checkpointing_enable` asked for, read back from the checkpoint function it built: a
     `functools.partial` of `torch.utils.checkpoint.checkpoint` with the user's keyword arguments (or of its host-offload
     wrapper with `offload=True`)."""
     import functools
 
-    import torch.utils.checkpoint
+    from transformers import modeling_utils
 
     options = {"every_n_layers": every_n_layers}
     if isinstance(checkpoint_function, functools.partial):
         options.update(checkpoint_function.keywords)
-        if checkpoint_function.func is not torch.utils.checkpoint.checkpoint:
+        if checkpoint_function.func is not modeling_utils.checkpoint:
             options["offload"] = True
     return options
 
@@ -773,8 +803,8 @@ class TransferPreTrainedModel(PreTrainedModel):
         function (with `gradient_checkpointing_kwargs` and `offload`) and `every_n_layers`; timm backbones refuse what
         timm cannot honour. `is_gradient_checkpointing` then reads each backbone's `gradient_checkpointing` flag."""
         backbones = list(self.get_base_model().backbones)
+        options = _checkpoint_options(gradient_checkpointing_func, every_n_layers)
         if enable:
-            options = _checkpoint_options(gradient_checkpointing_func, every_n_layers)
             for backbone in backbones:  # refuse before changing anything
                 if isinstance(backbone, TimmBackbone):
                     backbone.check_checkpoint_options(options)
@@ -782,7 +812,7 @@ class TransferPreTrainedModel(PreTrainedModel):
             if isinstance(backbone, TransformersBackbone):
                 backbone.set_grad_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
             else:
-                backbone.set_grad_checkpointing(enable)
+                backbone.set_grad_checkpointing(enable, options.get("use_reentrant") if enable else None)
 
     def _text_backbone(self, purpose: str) -> "TransformersBackbone":
         """The model's only text backbone (token embeddings belong to it)."""
@@ -926,11 +956,13 @@ class TransferModel(TransferPreTrainedModel):
         return names
 
     def _check_output_flags(self, output_attentions: bool, output_hidden_states: Any) -> None:
-        if not isinstance(output_hidden_states, bool):
+        valid_list = isinstance(output_hidden_states, (list, tuple)) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in output_hidden_states
+        )
+        if not isinstance(output_hidden_states, bool) and not valid_list:
             raise ValueError(
-                f"output_hidden_states={output_hidden_states!r}: hf_transfer models take True or False. Their "
-                "hidden_states are one pooled feature tensor per backbone (then the fused features), not per-layer "
-                "states that a list of layer indices could select."
+                f"output_hidden_states={output_hidden_states!r}: pass True, False, or a list of indices into "
+                "hidden_states (one pooled feature tensor per backbone, then the fused features)."
             )
         if not output_attentions:
             return
@@ -958,7 +990,8 @@ class TransferModel(TransferPreTrainedModel):
         output_attentions (`bool`, *optional*): also return the attention maps of every transformers backbone
             (timm backbones have none), one tuple of layers after the other. Backbones must run eager attention
             (`attn_implementation="eager"`) to have them.
-        output_hidden_states (`bool`, *optional*): also return the pooled features of each backbone.
+        output_hidden_states (`bool` or `list[int]`, *optional*): also return the pooled features of each backbone;
+            with a list of indices (negative ones count from the end), the others are None, as in transformers.
         backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
             `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
         Defaults of `output_attentions`, `output_hidden_states` and `return_dict` come from the config.
@@ -1006,7 +1039,7 @@ class TransferModel(TransferPreTrainedModel):
         outputs = BaseModelOutputWithPooling(
             last_hidden_state=None,
             pooler_output=pooled,
-            hidden_states=tuple(features) if output_hidden_states else None,
+            hidden_states=_select_hidden_states(tuple(features), output_hidden_states),
             attentions=tuple(attentions) if output_attentions else None,
         )
         return outputs if return_dict else outputs.to_tuple()
@@ -1118,7 +1151,8 @@ class TransferForClassification(TransferPreTrainedModel):
         labels (`torch.Tensor`, *optional*):
             Class indices `(batch,)` for single-label classification, multi-hot `(batch, num_labels)` floats for
             multi-label classification, or targets for regression. When given, the output holds the loss.
-        output_hidden_states (`bool`, *optional*): also return each backbone's pooled features, then the fused ones.
+        output_hidden_states (`bool` or `list[int]`, *optional*): also return each backbone's pooled features, then
+            the fused ones (with a list of indices, only those; the others are None, as in transformers).
         backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
             `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
         See `TransferModel.forward` for the other arguments.
@@ -1142,16 +1176,19 @@ class TransferForClassification(TransferPreTrainedModel):
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        self.transfer._check_output_flags(False, output_hidden_states)
         outputs = self.transfer(
             **inputs,
             output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            output_hidden_states=output_hidden_states is not False,  # indices select from features + fused below
             return_dict=True,
         )
         pooled = outputs.pooler_output
         logits = self.head(pooled.to(self.head.layers[-1].weight.dtype))
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        hidden_states = (*outputs.hidden_states, pooled) if output_hidden_states else None
+        hidden_states = None
+        if output_hidden_states is not False:
+            hidden_states = _select_hidden_states((*outputs.hidden_states, pooled), output_hidden_states)
         output = self._output_class(loss=loss, logits=logits, hidden_states=hidden_states, attentions=outputs.attentions)
         return output if return_dict else output.to_tuple()
 

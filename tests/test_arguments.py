@@ -44,8 +44,10 @@ def test_return_dict_false_gives_tuple_and_config_is_honoured(bert_dir):
     model.config.output_hidden_states = True
     hidden = model(input_ids=input_ids).hidden_states
     assert len(hidden) == 2 and hidden[0].shape == (2, 32)  # the backbone's pooled features, then the fused ones
-    with pytest.raises(ValueError, match="layer indices"):
-        model(input_ids=input_ids, output_hidden_states=[0, 1])
+    selected = model(input_ids=input_ids, output_hidden_states=[-1]).hidden_states
+    assert selected[0] is None and torch.equal(selected[1], hidden[1])
+    with pytest.raises(ValueError, match="out of range"):
+        model(input_ids=input_ids, output_hidden_states=[2])
 
 
 def test_output_attentions_returns_backbone_attentions(bert_dir):
@@ -142,9 +144,35 @@ def test_gradient_checkpointing_truth_for_timm(architecture):
     assert not model.is_gradient_checkpointing
     with pytest.raises(ValueError, match="every_n_layers"):
         model.activation_checkpointing_enable(every_n_layers=2)
-    with pytest.raises(ValueError, match="use_reentrant"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(ValueError, match="offload"):
+        model.activation_checkpointing_enable(offload=True)
+    with pytest.raises(ValueError, match="preserve_rng_state"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"preserve_rng_state": False})
     assert not model.is_gradient_checkpointing
+
+
+def test_timm_gradient_checkpointing_honours_use_reentrant(monkeypatch):
+    import timm.models._manipulate as manipulate
+
+    model = TransferForImageClassification.from_backbones("timm:test_resnet", pretrained=False, num_labels=2)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    seen = []
+    checkpoint = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(
+        torch.utils.checkpoint,
+        "checkpoint",
+        lambda *args, use_reentrant=None, **kwargs: seen.append(use_reentrant) or checkpoint(
+            *args, use_reentrant=use_reentrant, **kwargs
+        ),
+    )
+    assert manipulate.torch.utils.checkpoint.checkpoint is not checkpoint  # timm calls through the module
+    model.train()
+    pixels = torch.randn(2, 3, 32, 32, requires_grad=True)
+    model(pixel_values=pixels, labels=torch.tensor([0, 1])).loss.backward()
+    assert seen and set(seen) == {True}
+    from timm.layers import use_reentrant_ckpt
+
+    assert use_reentrant_ckpt() is False  # timm's process-wide setting is left as it was
 
 
 def test_gradient_checkpointing_every_n_layers_reaches_transformers_backbone(bert_dir):

@@ -127,6 +127,11 @@ class _TransferTest(ModelTesterMixin):
             inputs_dict["labels"] = torch.zeros(self.model_tester.batch_size, dtype=torch.long)
         return inputs_dict
 
+    def check_training_gradient_checkpointing(self, gradient_checkpointing_kwargs=None):
+        # As in test_training: the base model has no loss to train with.
+        self.all_model_classes = self.all_model_classes[1:]
+        super().check_training_gradient_checkpointing(gradient_checkpointing_kwargs)
+
     def test_training(self):
         # transformers skips base models (those in MODEL_MAPPING_NAMES): like them, TransferModel has no loss.
         self.all_model_classes = self.all_model_classes[1:]
@@ -168,11 +173,25 @@ class TimmTransferModelTest(_TransferTest, unittest.TestCase):
     has_attentions = False  # timm models return no attention maps
     test_resize_embeddings = False  # no token embeddings
 
-    @unittest.skip(
-        reason="timm checkpoints with checkpoint_seq, not transformers' GradientCheckpointingLayer the test looks for; "
-        "tests/test_arguments.py tests enable/disable and is_gradient_checkpointing on timm backbones"
+    _timm_checkpointing = (
+        "timm checkpoints with checkpoint_seq, not transformers' GradientCheckpointingLayer the test looks for; "
+        "tests/test_arguments.py tests enable/disable, training and is_gradient_checkpointing on timm backbones"
     )
+
+    @unittest.skip(reason=_timm_checkpointing)
     def test_gradient_checkpointing_enable_disable(self):
+        pass
+
+    @unittest.skip(reason=_timm_checkpointing)
+    def test_training_gradient_checkpointing(self):
+        pass
+
+    @unittest.skip(reason=_timm_checkpointing)
+    def test_training_gradient_checkpointing_use_reentrant_false(self):
+        pass
+
+    @unittest.skip(reason=_timm_checkpointing)
+    def test_training_gradient_checkpointing_use_reentrant_true(self):
         pass
 
     @unittest.skip(reason="an image model has no token embeddings (get_input_embeddings raises, as tested elsewhere)")
