@@ -717,7 +717,12 @@ class TransferPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.save_pretrained`, plus this code and an `auto_map` for every Auto class, so that the
         saved (or pushed) model also loads with `trust_remote_code=True` where hf_transfer is not installed."""
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if not self.name_or_path:
+            # A model built with `from_backbones` exists nowhere else: from now on this folder is where it comes
+            # from, so a PEFT adapter saved on it records a base model that `AutoPeftModel...` can load.
+            self.name_or_path = self.config._name_or_path = str(save_directory)
+        return result
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

@@ -117,6 +117,27 @@ def test_peft_lora_seq_cls_forward_with_labels(bert_dir):
     assert any(p.grad is not None for n, p in lora.named_parameters() if "lora_" in n)
 
 
+def test_auto_peft_model_reloads_an_adapter_of_a_from_backbones_model(tmp_path, bert_dir):
+    peft = pytest.importorskip("peft")
+    model = _text(bert_dir)
+    assert not model.name_or_path  # exists nowhere yet
+    model.save_pretrained(tmp_path / "base")
+    assert model.name_or_path == str(tmp_path / "base")
+    lora = peft.get_peft_model(
+        model, peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=4, modules_to_save=["head"])
+    )
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_()  # a trained adapter: its output differs from the base model's
+    lora.eval()
+    input_ids, mask, _ = _ids()
+    expected = lora(input_ids=input_ids, attention_mask=mask).logits
+    lora.save_pretrained(tmp_path / "adapter")
+    reloaded = peft.AutoPeftModelForSequenceClassification.from_pretrained(str(tmp_path / "adapter")).eval()
+    torch.testing.assert_close(reloaded(input_ids=input_ids, attention_mask=mask).logits, expected)
+
+
 def test_token_embeddings_of_a_text_backbone(tmp_path, bert_dir):
     model = _text(bert_dir)
     embeddings = model.get_input_embeddings()
