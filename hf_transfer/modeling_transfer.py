@@ -545,6 +545,41 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
     return pairs
 
 
+def _load_offloaded_blocks_whole(model: nn.Module) -> None:
+    """With `device_map` offload, accelerate hooks each module that holds weights and loads them when that module is
+    called. timm models (`forward_features` bypasses the top module's call, so e.g. ViT's `pos_embed` is never
+    loaded) and `nn.MultiheadAttention` (it reads `out_proj.weight` without calling `out_proj`) use weights of modules
+    that are not called: each offloaded timm backbone and fusion is loaded whole when it is called instead (what
+    accelerate's `preload_module_classes` does; `from_pretrained` does not pass it). They are never split across
+    devices (`_no_split_modules`), so the whole block is offloaded or none of it."""
+    from accelerate.hooks import AlignDevicesHook, SequentialHook, attach_align_device_hook, remove_hook_from_module
+
+    def align_hooks(module):
+        hook = getattr(module, "_hf_hook", None)
+        hooks = hook.hooks if isinstance(hook, SequentialHook) else [hook]
+        return [h for h in hooks if isinstance(h, AlignDevicesHook) and h.offload and h.weights_map is not None]
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, (TimmBackbone, FeatureFusion)):
+            continue
+        hooks = [hook for submodule in module.modules() for hook in align_hooks(submodule)]
+        if not hooks:
+            continue
+        hook = hooks[0]
+        remove_hook_from_module(module, recurse=True)
+        attach_align_device_hook(
+            module,
+            execution_device=hook.execution_device,
+            offload=True,
+            weights_map=hook.weights_map.dataset,  # the model-wide map (each hook's is prefixed with its module)
+            offload_buffers=hook.offload_buffers,
+            module_name=name,
+            preload_module_classes=[type(module).__name__],
+            skip_keys=hook.skip_keys,
+            tied_params_map=hook.tied_params_map,
+        )
+
+
 def _select_hidden_states(hidden_states: tuple, output_hidden_states: bool | list[int]) -> tuple | None:
     """All hidden states (True), none (False), or those at the given indices with None elsewhere."""
     if output_hidden_states is True:
@@ -730,6 +765,8 @@ class TransferPreTrainedModel(PreTrainedModel):
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.apply_freezing()
+        if getattr(model, "hf_device_map", None):
+            _load_offloaded_blocks_whole(model)
         return loaded
 
     @classmethod

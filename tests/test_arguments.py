@@ -203,20 +203,27 @@ def test_gradient_checkpointing_every_n_layers_reaches_transformers_backbone(ber
     assert [layer.gradient_checkpointing for layer in layers] == [True, False]
 
 
-def test_device_map_auto_offloads_a_fusion(tmp_path, bert_dir):
+@pytest.mark.parametrize(
+    "backbones, fusion",
+    [(["timm:test_resnet", "bert"], "concat"), (["timm:test_resnet", "vit"], "attention"), (["vit", "timm:test_vit"], "gated")],
+)
+def test_device_map_auto_offloads_a_fusion(tmp_path, bert_dir, vit_dir, backbones, fusion):
+    paths = {"bert": bert_dir, "vit": vit_dir}
     model = TransferForImageClassification.from_backbones(
-        ["timm:test_resnet", bert_dir], pretrained=False, num_labels=2
+        [paths.get(name, name) for name in backbones], pretrained=False, num_labels=2, fusion=fusion
     ).eval()
     model.save_pretrained(tmp_path / "model")
-    pixels, (input_ids, mask, _) = torch.randn(2, 3, 32, 32), _ids()
-    expected = model(pixel_values=pixels, input_ids=input_ids, attention_mask=mask).logits
+    inputs = {name: torch.randn(2, 3, 32, 32) for name in model.get_base_model().input_names() if "pixel" in name}
+    if "bert" in backbones:
+        inputs["input_ids"], inputs["attention_mask"], _ = _ids()
+    expected = model(**inputs).logits
     offloaded = TransferForImageClassification.from_pretrained(
         tmp_path / "model",
         device_map="auto",
-        max_memory={"cpu": "60KB", "disk": "1GB"},
+        max_memory={"cpu": "1KB", "disk": "1GB"},  # forces offload to disk
         offload_folder=str(tmp_path / "offload"),
     )
     assert "disk" in set(offloaded.hf_device_map.values())
     with torch.no_grad():
-        logits = offloaded(pixel_values=pixels, input_ids=input_ids, attention_mask=mask).logits
+        logits = offloaded(**inputs).logits
     torch.testing.assert_close(logits, expected)
