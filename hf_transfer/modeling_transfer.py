@@ -753,10 +753,11 @@ class TransferPreTrainedModel(PreTrainedModel):
         saved (or pushed) model also loads with `trust_remote_code=True` where hf_transfer is not installed."""
         self.config.auto_map = dict(AUTO_MAP)
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        if not self.name_or_path:
-            # A model built with `from_backbones` exists nowhere else: from now on this folder is where it comes
-            # from, so a PEFT adapter saved on it records a base model that `AutoPeftModel...` can load.
-            self.name_or_path = self.config._name_or_path = str(save_directory)
+        if not self.name_or_path or self.name_or_path == self.__dict__.get("_hf_transfer_saved_to"):
+            # A model built with `from_backbones` exists nowhere else: from now on its latest save folder is where it
+            # comes from (the Trainer may rotate older checkpoints away), so a PEFT adapter saved on it records a
+            # base model that `AutoPeftModel...` can load.
+            self.name_or_path = self.config._name_or_path = self._hf_transfer_saved_to = str(save_directory)
         return result
 
     @classmethod

@@ -121,8 +121,9 @@ def test_auto_peft_model_reloads_an_adapter_of_a_from_backbones_model(tmp_path, 
     peft = pytest.importorskip("peft")
     model = _text(bert_dir)
     assert not model.name_or_path  # exists nowhere yet
+    model.save_pretrained(tmp_path / "checkpoint-1")
     model.save_pretrained(tmp_path / "base")
-    assert model.name_or_path == str(tmp_path / "base")
+    assert model.name_or_path == str(tmp_path / "base")  # the latest save (older checkpoints may be rotated away)
     lora = peft.get_peft_model(
         model, peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=4, modules_to_save=["head"])
     )
