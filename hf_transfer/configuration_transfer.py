@@ -120,6 +120,21 @@ class TransferConfig(PreTrainedConfig):
             return "multimodal"
         return modalities.pop() if modalities else "image"
 
+    def _text_backbone_config(self) -> dict:
+        text = [spec for spec in self.backbones or [] if spec.get("modality") == "text"]
+        if len(text) != 1 or len(self.backbones) != 1:
+            raise AttributeError("vocab_size is defined for a model on a single text backbone.")
+        return text[0]["config"]
+
+    @property
+    def vocab_size(self) -> int:
+        """The vocabulary size of the single text backbone (what `resize_token_embeddings` changes)."""
+        return self._text_backbone_config()["vocab_size"]
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        self._text_backbone_config()["vocab_size"] = value
+
     def backbone_freeze(self, index: int) -> str | int:
         """The effective freezing of backbone `index`: `"none"`, `"backbone"` or a number of frozen groups."""
         override = (self.backbones or [])[index].get("freeze")

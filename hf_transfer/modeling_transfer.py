@@ -31,6 +31,9 @@ IMAGE_INPUTS = ("pixel_values",)
 # raw inputs (see hf_transfer.features).
 CACHED_FEATURES = "backbone_features_"
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Further inputs a text backbone takes when given (`inputs_embeds` replaces `input_ids`), as transformers and PEFT
+# pass them.
+TEXT_EXTRA_INPUTS = ("position_ids", "inputs_embeds")
 _TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
 # Parameter names of transformers encoders carry the layer index after one of these words.
 _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|stages|stage)\.(\d+)(?:\.|$)")
@@ -131,6 +134,9 @@ class TimmBackbone(_Backbone):
         # The stored timm config (`TransferConfig.backbones[i]["config"]`), to rebuild the architecture with timm's
         # own init for tensors a checkpoint lacks (`init_missing_tensors`).
         self.timm_config = config
+        # Read by `PreTrainedModel.is_activation_checkpointing` (set only when timm really checkpoints).
+        self.gradient_checkpointing = False
+        self.checkpoint_use_reentrant: bool | None = None  # None: timm's global setting
         # timm modules keep timm's own initialisation: `_init_weights` must not touch them.
         for module in self.model.modules():
             module._hf_transfer_timm = True
@@ -202,7 +208,21 @@ class TimmBackbone(_Backbone):
         )
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        features = self.model.forward_features(inputs["pixel_values"])
+        # fp32 images into a bf16/fp16 model are cast, as transformers' TimmWrapper does
+        pixel_values = inputs["pixel_values"].to(_parameter_dtype(self.model))
+        if self.gradient_checkpointing and self.checkpoint_use_reentrant is not None:
+            # timm's checkpoint helpers read one process-wide `use_reentrant` when they run: set this backbone's
+            # for the duration of its forward (the recompute in backward reuses what the forward chose).
+            from timm.layers import set_reentrant_ckpt, use_reentrant_ckpt
+
+            previous = use_reentrant_ckpt()
+            set_reentrant_ckpt(self.checkpoint_use_reentrant)
+            try:
+                features = self.model.forward_features(pixel_values)
+            finally:
+                set_reentrant_ckpt(previous)
+        else:
+            features = self.model.forward_features(pixel_values)
         return self.model.forward_head(features, pre_logits=True)
 
     def layer_groups(self) -> list[list[str]]:
@@ -212,9 +232,53 @@ class TimmBackbone(_Backbone):
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
         return [[f"model.{name}" for name in groups[key]] for key in sorted(groups)]
 
-    def set_grad_checkpointing(self, enable: bool = True, **kwargs) -> None:
-        if hasattr(self.model, "set_grad_checkpointing"):
+    def check_checkpoint_options(self, options: dict) -> None:
+        """Refuses gradient checkpointing options that timm cannot honour.
+
+        Args:
+            options: What transformers asks for (`every_n_layers`, `offload`, and the keyword arguments of
+                `torch.utils.checkpoint.checkpoint`). timm checkpoints every block, on the device, and takes only
+                `use_reentrant`, so any other request is refused rather than ignored.
+
+        Raises:
+            ValueError: naming the options that cannot be honoured.
+        """
+        fixed = {"every_n_layers": 1, "offload": False}
+        refused = {k: v for k, v in options.items() if k != "use_reentrant" and fixed.get(k, object()) != v}
+        if refused:
+            raise ValueError(
+                f"Gradient checkpointing options {refused} cannot be honoured by the timm backbone "
+                f"{type(self.model).__name__}: timm checkpoints every block (every_n_layers=1), without offload, "
+                "and takes only `use_reentrant`."
+            )
+
+    def set_grad_checkpointing(self, enable: bool = True, use_reentrant: bool | None = None) -> None:
+        """Turns timm's own gradient checkpointing on or off.
+
+        Args:
+            enable: On or off.
+            use_reentrant: Re-entrant checkpointing or not (None: timm's process-wide setting).
+
+        Raises:
+            ValueError: if the timm model cannot checkpoint.
+        """
+        self.checkpoint_use_reentrant = use_reentrant
+        try:
             self.model.set_grad_checkpointing(enable)
+        except (AssertionError, NotImplementedError, AttributeError) as err:
+            if enable:
+                raise ValueError(
+                    f"The timm backbone {type(self.model).__name__} does not support gradient checkpointing ({err})."
+                ) from err
+        self.gradient_checkpointing = enable
+
+
+def _parameter_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of a module's first floating-point parameter (float32 when it has none)."""
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
 
 
 def _pool_type(model: nn.Module) -> str | None:
@@ -240,10 +304,15 @@ class TransformersBackbone(_Backbone):
 
     @classmethod
     def from_config(cls, config: dict, pooling: str) -> "TransformersBackbone":
-        """Rebuilds the architecture (random init) from its stored transformers config."""
+        """Rebuilds the architecture (random init) from its stored transformers config.
+
+        The backbone is built in the dtype the enclosing model is being built in (`from_pretrained(dtype=...)`,
+        or a saved model's own dtype), not the dtype its stored config recorded when it was first loaded.
+        """
         config = copy.deepcopy(config)
+        config.pop("dtype", None)
         backbone_config = AutoConfig.for_model(config.pop("model_type"), **config)
-        return cls(AutoModel.from_config(backbone_config), pooling)
+        return cls(AutoModel.from_config(backbone_config, dtype=torch.get_default_dtype()), pooling)
 
     @property
     def feature_dim(self) -> int:
@@ -255,8 +324,18 @@ class TransformersBackbone(_Backbone):
             raise ValueError(f"Cannot tell the feature width of {config.model_type} (no hidden_size/hidden_sizes).")
         return dim
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        outputs = self.model(**inputs, return_dict=True)
+    def forward(
+        self, inputs: dict[str, torch.Tensor], output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Pooled features `(batch, feature_dim)`; with `output_attentions`, also the backbone's attention maps."""
+        if self.modality == "image":  # fp32 images into a bf16/fp16 model are cast, as ViT does
+            inputs = {**inputs, "pixel_values": inputs["pixel_values"].to(self.model.dtype)}
+        if output_attentions:
+            outputs = self.model(**inputs, output_attentions=True, return_dict=True)
+            return self._pool(inputs, outputs), outputs.attentions
+        return self._pool(inputs, self.model(**inputs, return_dict=True))
+
+    def _pool(self, inputs: dict[str, torch.Tensor], outputs) -> torch.Tensor:
         if self.pooling == "pooler":
             if outputs.pooler_output is None:
                 raise ValueError(
@@ -289,13 +368,21 @@ class TransformersBackbone(_Backbone):
             indexed.setdefault(key, []).append(f"model.{name}")
         return [indexed[key] for key in sorted(indexed)]
 
-    def set_grad_checkpointing(self, enable: bool = True, gradient_checkpointing_kwargs: dict | None = None) -> None:
+    def set_grad_checkpointing(self, enable: bool, checkpoint_function=None, every_n_layers: int = 1) -> None:
+        """Turns the backbone's own gradient checkpointing on or off, with transformers' checkpoint function (which
+        carries `gradient_checkpointing_kwargs` and `offload`) and `every_n_layers`.
+
+        Raises:
+            ValueError: if the backbone cannot checkpoint.
+        """
         if not self.model.supports_gradient_checkpointing:
+            if enable:
+                raise ValueError(f"The backbone {type(self.model).__name__} does not support gradient checkpointing.")
             return
         if enable:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+            self.model._set_gradient_checkpointing(True, checkpoint_function, every_n_layers=every_n_layers)
         else:
-            self.model.gradient_checkpointing_disable()
+            self.model._set_gradient_checkpointing(False)
 
 
 def build_backbone(spec: dict) -> nn.Module:
@@ -759,6 +846,71 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
     return pairs
 
 
+def _load_offloaded_blocks_whole(model: nn.Module) -> None:
+    """With `device_map` offload, accelerate hooks each module that holds weights and loads them when that module is
+    called. timm models (`forward_features` bypasses the top module's call, so e.g. ViT's `pos_embed` is never
+    loaded) and `nn.MultiheadAttention` (it reads `out_proj.weight` without calling `out_proj`) use weights of modules
+    that are not called: each offloaded timm backbone and fusion is loaded whole when it is called instead (what
+    accelerate's `preload_module_classes` does; `from_pretrained` does not pass it). They are never split across
+    devices (`_no_split_modules`), so the whole block is offloaded or none of it."""
+    from accelerate.hooks import AlignDevicesHook, SequentialHook, attach_align_device_hook, remove_hook_from_module
+
+    def align_hooks(module):
+        hook = getattr(module, "_hf_hook", None)
+        hooks = hook.hooks if isinstance(hook, SequentialHook) else [hook]
+        return [h for h in hooks if isinstance(h, AlignDevicesHook) and h.offload and h.weights_map is not None]
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, (TimmBackbone, FeatureFusion)):
+            continue
+        hooks = [hook for submodule in module.modules() for hook in align_hooks(submodule)]
+        if not hooks:
+            continue
+        hook = hooks[0]
+        remove_hook_from_module(module, recurse=True)
+        attach_align_device_hook(
+            module,
+            execution_device=hook.execution_device,
+            offload=True,
+            weights_map=hook.weights_map.dataset,  # the model-wide map (each hook's is prefixed with its module)
+            offload_buffers=hook.offload_buffers,
+            module_name=name,
+            preload_module_classes=[type(module).__name__],
+            skip_keys=hook.skip_keys,
+            tied_params_map=hook.tied_params_map,
+        )
+
+
+def _select_hidden_states(hidden_states: tuple, output_hidden_states: bool | list[int]) -> tuple | None:
+    """All hidden states (True), none (False), or those at the given indices with None elsewhere."""
+    if output_hidden_states is True:
+        return hidden_states
+    if output_hidden_states is False:
+        return None
+    count = len(hidden_states)
+    out_of_range = [i for i in output_hidden_states if not -count <= i < count]
+    if out_of_range:
+        raise ValueError(f"output_hidden_states indices {out_of_range} out of range: there are {count} hidden states.")
+    kept = {i % count for i in output_hidden_states}
+    return tuple(state if i in kept else None for i, state in enumerate(hidden_states))
+
+
+def _checkpoint_options(checkpoint_function, every_n_layers: int) -> dict:
+    """What `activation_checkpointing_enable` asked for, read back from the checkpoint function it built: a
+    `functools.partial` of `torch.utils.checkpoint.checkpoint` with the user's keyword arguments (or of its host-offload
+    wrapper with `offload=True`)."""
+    import functools
+
+    from transformers import modeling_utils
+
+    options = {"every_n_layers": every_n_layers}
+    if isinstance(checkpoint_function, functools.partial):
+        options.update(checkpoint_function.keywords)
+        if checkpoint_function.func is not modeling_utils.checkpoint:
+            options["offload"] = True
+    return options
+
+
 def _validated_config(**kwargs: Any) -> TransferConfig:
     """`TransferConfig(**kwargs)`, with a bad option reported as a plain `ValueError` naming the valid ones."""
     try:
@@ -875,7 +1027,16 @@ class TransferPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     accepts_loss_kwargs = False
-    _no_split_modules = []
+    # The attention implementation is dispatched to every transformers backbone (`set_attn_implementation` walks
+    # submodels, as in composite models such as VisionTextDualEncoder); the flags say what the model as a whole can
+    # be asked for, each backbone then checks its own support. The fusion's own attention is torch's SDPA.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # Never split a timm model, a fusion or a head across devices (transformers backbones add their own blocks, e.g.
+    # BertLayer, through their `_no_split_modules`).
+    _no_split_modules = ["TimmBackbone", "FeatureFusion", "ClassificationHead"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -928,18 +1089,25 @@ class TransferPreTrainedModel(PreTrainedModel):
         self.config.auto_map = dict(AUTO_MAP)
         plain_class = _class_under_fsdp2(self)
         if plain_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("state_dict") is None:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+        else:
+            if kwargs.get("state_dict") is None:
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            kwargs["state_dict"] = get_model_state_dict(self, options=options)
-        fsdp_class = self.__class__
-        self.__class__ = plain_class  # what save_pretrained names in auto_map and copies as code
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            self.__class__ = fsdp_class
+                options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+                kwargs["state_dict"] = get_model_state_dict(self, options=options)
+            fsdp_class = self.__class__
+            self.__class__ = plain_class  # what save_pretrained names in auto_map and copies as code
+            try:
+                result = super().save_pretrained(save_directory, *args, **kwargs)
+            finally:
+                self.__class__ = fsdp_class
+        if not self.name_or_path or self.name_or_path == self.__dict__.get("_hf_transfer_saved_to"):
+            # A model built with `from_backbones` exists nowhere else: from now on its latest save folder is where it
+            # comes from (the Trainer may rotate older checkpoints away), so a PEFT adapter saved on it records a
+            # base model that `AutoPeftModel...` can load.
+            self.name_or_path = self.config._name_or_path = self._hf_transfer_saved_to = str(save_directory)
+        return result
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -947,6 +1115,8 @@ class TransferPreTrainedModel(PreTrainedModel):
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.apply_freezing()
+        if getattr(model, "hf_device_map", None):
+            _load_offloaded_blocks_whole(model)
         return loaded
 
     @classmethod
@@ -1019,25 +1189,85 @@ class TransferPreTrainedModel(PreTrainedModel):
     def get_base_model(self) -> "TransferModel":
         return getattr(self, self.base_model_prefix, self)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
-        """Turns on gradient checkpointing in every backbone that supports it."""
-        for backbone in self.get_base_model().backbones:
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers=1):
+        """Called by `gradient_checkpointing_enable` / `activation_checkpointing_enable` (and their `disable`):
+        each backbone checkpoints in its own library's way. transformers backbones get transformers' checkpoint
+        function (with `gradient_checkpointing_kwargs` and `offload`) and `every_n_layers`; timm backbones refuse what
+        timm cannot honour. `is_gradient_checkpointing` then reads each backbone's `gradient_checkpointing` flag."""
+        backbones = list(self.get_base_model().backbones)
+        options = _checkpoint_options(gradient_checkpointing_func, every_n_layers)
+        if enable:
+            for backbone in backbones:  # refuse before changing anything
+                if isinstance(backbone, TimmBackbone):
+                    backbone.check_checkpoint_options(options)
+        for backbone in backbones:
             if isinstance(backbone, TransformersBackbone):
-                backbone.set_grad_checkpointing(True, gradient_checkpointing_kwargs)
+                backbone.set_grad_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
             else:
-                backbone.set_grad_checkpointing(True)
+                backbone.set_grad_checkpointing(enable, options.get("use_reentrant") if enable else None)
 
-    def gradient_checkpointing_disable(self) -> None:
+    def _text_backbone(self, purpose: str) -> "TransformersBackbone":
+        """The model's only text backbone (token embeddings belong to it)."""
+        base = self.get_base_model()
+        text = [b for b in base.backbones if isinstance(b, TransformersBackbone) and b.modality == "text"]
+        if len(text) != 1 or len(base.backbones) != 1:
+            kinds = ", ".join(f"{spec['modality']} ({spec['source']})" for spec in self.config.backbones)
+            raise NotImplementedError(
+                f"{purpose} is defined for a model on a single text backbone; this one has: {kinds}. "
+                "Use the text backbone directly: `model.get_base_model().backbones[i].model`."
+            )
+        return text[0]
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The token embeddings of the (single) text backbone."""
+        return self._text_backbone("get_input_embeddings").model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self._text_backbone("set_input_embeddings").model.set_input_embeddings(value)
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resizes the token embeddings of the (single) text backbone (after adding tokens to its tokenizer), and
+        records the new vocabulary size in the stored backbone config so that the saved model reloads.
+
+        Args:
+            new_num_tokens: The new vocabulary size (`None`: only return the embeddings).
+            pad_to_multiple_of: Round the size up to a multiple of this.
+            mean_resizing: Initialise new rows from the mean and covariance of the old ones.
+
+        Returns:
+            The (new) token embedding module.
+        """
+        backbone = self._text_backbone("resize_token_embeddings").model
+        embeddings = backbone.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.config.backbones[0]["config"]["vocab_size"] = self.vocab_size = backbone.config.vocab_size
+        return embeddings
+
+    def _sync_attn_implementation(self) -> None:
+        """Gives every transformers backbone the model's attention implementation, and records what really runs.
+
+        A backbone that cannot run the requested implementation raises, except for SDPA (the default, which
+        transformers resolves before the backbones exist): a backbone without SDPA support falls back to eager with a
+        warning, and when no backbone runs SDPA the model reports `"eager"`.
+        """
+        requested = self.config._attn_implementation
+        running = []
         for backbone in self.get_base_model().backbones:
-            backbone.set_grad_checkpointing(False)
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        backbones = self.get_base_model().backbones
-        return any(
-            getattr(b.model, "is_gradient_checkpointing", False) or getattr(b.model, "grad_checkpointing", False)
-            for b in backbones
-        )
+            if not isinstance(backbone, TransformersBackbone):
+                continue
+            model = backbone.model
+            try:
+                implementation = model.get_correct_attn_implementation(requested)
+            except (ValueError, ImportError) as err:
+                if requested != "sdpa":
+                    raise
+                logger.warning("Backbone %s runs eager attention: %s", type(model).__name__, err)
+                implementation = "eager"
+            model.config._attn_implementation_internal = implementation
+            running.append(implementation)
+        if running and len(set(running)) == 1 and running[0] != requested:
+            self.config._attn_implementation_internal = running[0]
 
 
 class TransferModel(TransferPreTrainedModel):
@@ -1062,6 +1292,7 @@ class TransferModel(TransferPreTrainedModel):
             self.fusion = None
             self.feature_dim = input_dims[0]
         self.main_input_name = "input_ids" if config.backbones[0]["modality"] == "text" else "pixel_values"
+        self._sync_attn_implementation()
         self.post_init()
         self.apply_freezing()
 
@@ -1097,21 +1328,41 @@ class TransferModel(TransferPreTrainedModel):
     def _backbone_inputs(self, index: int, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         spec = self.config.backbones[index]
         suffix = spec["input_suffix"]
-        required = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS[:1]
-        optional = () if spec["modality"] == "image" else TEXT_INPUTS[1:]
-        selected = {}
-        for name in required + optional:
-            value = inputs.get(f"{name}{suffix}")
-            if value is None and name in required:
-                given = sorted(k for k, v in inputs.items() if v is not None)
-                raise ValueError(
-                    f"Missing input `{name}{suffix}` for backbone {index} ({spec['source']}, {spec['modality']}). "
-                    f"This model reads: {', '.join(self.input_names())}; got: {', '.join(given) or 'nothing'}. "
-                    "(With the Trainer, set `remove_unused_columns=False` so that it keeps every input key.)"
-                )
-            if value is not None:
-                selected[name] = value
+        names = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS + TEXT_EXTRA_INPUTS
+        selected = {name: inputs[f"{name}{suffix}"] for name in names if inputs.get(f"{name}{suffix}") is not None}
+        required = ("pixel_values",) if spec["modality"] == "image" else ("input_ids", "inputs_embeds")
+        if not any(name in selected for name in required):
+            given = sorted(k for k, v in inputs.items() if v is not None)
+            raise ValueError(
+                f"Missing input `{required[0]}{suffix}` for backbone {index} ({spec['source']}, {spec['modality']}). "
+                f"This model reads: {', '.join(self.input_names())}; got: {', '.join(given) or 'nothing'}. "
+                "(With the Trainer, set `remove_unused_columns=False` so that it keeps every input key.)"
+            )
         return selected
+
+    def _accepted_inputs(self) -> set[str]:
+        names = set(self.input_names())
+        for spec in self.config.backbones:
+            if spec["modality"] == "text":
+                names |= {f"{name}{spec['input_suffix']}" for name in TEXT_EXTRA_INPUTS}
+        return names
+
+    def _check_output_flags(self, output_attentions: bool, output_hidden_states: Any) -> None:
+        valid_list = isinstance(output_hidden_states, (list, tuple)) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in output_hidden_states
+        )
+        if not isinstance(output_hidden_states, bool) and not valid_list:
+            raise ValueError(
+                f"output_hidden_states={output_hidden_states!r}: pass True, False, or a list of indices into "
+                "hidden_states (one pooled feature tensor per backbone, then the fused features)."
+            )
+        if not output_attentions:
+            return
+        # As in transformers, a backbone running SDPA warns and returns no attention maps (eager attention has them).
+        if not any(isinstance(b, TransformersBackbone) for b in self.backbones):
+            raise ValueError(
+                "output_attentions=True: this model's backbones are timm models, which return no attention maps."
+            )
 
     def forward(
         self,
@@ -1119,22 +1370,42 @@ class TransferModel(TransferPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **backbone_inputs: torch.Tensor,
-    ) -> BaseModelOutputWithPooling:
+    ) -> BaseModelOutputWithPooling | tuple:
         r"""
+        position_ids, inputs_embeds: passed to the (first) text backbone; `inputs_embeds` replaces `input_ids`.
+        output_attentions (`bool`, *optional*): also return the attention maps of every transformers backbone
+            (timm backbones have none), one tuple of layers after the other. Backbones must run eager attention
+            (`attn_implementation="eager"`) to have them.
+        output_hidden_states (`bool` or `list[int]`, *optional*): also return the pooled features of each backbone;
+            with a list of indices (negative ones count from the end), the others are None, as in transformers.
         backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
             `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
+        Defaults of `output_attentions`, `output_hidden_states` and `return_dict` come from the config.
         """
         inputs = dict(
             pixel_values=pixel_values,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
         )
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self._check_output_flags(output_attentions, output_hidden_states)
+        # Optional arguments passed as None (e.g. `head_mask=None` from older callers) carry nothing.
+        backbone_inputs = {key: value for key, value in backbone_inputs.items() if value is not None}
         cached = {key: backbone_inputs.pop(key) for key in list(backbone_inputs) if key.startswith(CACHED_FEATURES)}
-        unexpected = set(backbone_inputs) - set(self.input_names())
+        unexpected = set(backbone_inputs) - self._accepted_inputs()
         unexpected |= {key for key in cached if key not in self.cached_feature_names()}
         if unexpected:
             raise TypeError(
@@ -1142,7 +1413,7 @@ class TransferModel(TransferPreTrainedModel):
                 f"(or precomputed {', '.join(self.cached_feature_names())})."
             )
         inputs.update(backbone_inputs)
-        features = []
+        features, attentions = [], []
         for index, backbone in enumerate(self.backbones):
             if f"{CACHED_FEATURES}{index}" in cached:  # precomputed by a frozen backbone (hf_transfer.features)
                 features.append(cached[f"{CACHED_FEATURES}{index}"])
@@ -1150,13 +1421,20 @@ class TransferModel(TransferPreTrainedModel):
             selected = self._backbone_inputs(index, inputs)
             trainable = torch.is_grad_enabled() and not is_frozen(backbone)
             with torch.set_grad_enabled(trainable):
-                features.append(backbone(selected))
+                if output_attentions and isinstance(backbone, TransformersBackbone):
+                    pooled, backbone_attentions = backbone(selected, output_attentions=True)
+                    attentions.extend(backbone_attentions)
+                else:
+                    pooled = backbone(selected)
+            features.append(pooled)
         pooled = self.fusion(features) if self.fusion is not None else features[0]
-        return BaseModelOutputWithPooling(
+        outputs = BaseModelOutputWithPooling(
             last_hidden_state=None,
             pooler_output=pooled,
-            hidden_states=tuple(features) if output_hidden_states else None,
+            hidden_states=_select_hidden_states(tuple(features), output_hidden_states),
+            attentions=tuple(attentions) if output_attentions else None,
         )
+        return outputs if return_dict else outputs.to_tuple()
 
 
 class TransferForClassification(TransferPreTrainedModel):
@@ -1253,30 +1531,58 @@ class TransferForClassification(TransferPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **backbone_inputs: torch.Tensor,
-    ) -> ImageClassifierOutput | SequenceClassifierOutput:
+    ) -> ImageClassifierOutput | SequenceClassifierOutput | tuple:
         r"""
         labels (`torch.Tensor`, *optional*):
             Class indices `(batch,)` for single-label classification, multi-hot `(batch, num_labels)` floats for
             multi-label classification, or targets for regression. When given, the output holds the loss.
+        output_hidden_states (`bool` or `list[int]`, *optional*): also return each backbone's pooled features, then
+            the fused ones (with a list of indices, only those; the others are None, as in transformers).
         backbone_inputs: the inputs of further backbones with their own preprocessing, e.g. `pixel_values_1`, or
             `backbone_features_{i}`: backbone i's precomputed pooled features, used instead of running it.
+        See `TransferModel.forward` for the other arguments.
         """
-        outputs = self.transfer(
+        return self._classify(
+            labels,
+            output_attentions,
+            output_hidden_states,
+            return_dict,
             pixel_values=pixel_values,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
-            output_hidden_states=output_hidden_states,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             **backbone_inputs,
         )
-        logits = self.head(outputs.pooler_output)
+
+    def _classify(self, labels, output_attentions, output_hidden_states, return_dict, **inputs):
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self.transfer._check_output_flags(False, output_hidden_states)
+        outputs = self.transfer(
+            **inputs,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states is not False,  # indices select from features + fused below
+            return_dict=True,
+        )
+        pooled = outputs.pooler_output
+        logits = self.head(pooled.to(self.head.layers[-1].weight.dtype))
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        hidden_states = (*outputs.hidden_states, outputs.pooler_output) if output_hidden_states else None
-        return self._output_class(loss=loss, logits=logits, hidden_states=hidden_states)
+        hidden_states = None
+        if output_hidden_states is not False:
+            hidden_states = _select_hidden_states((*outputs.hidden_states, pooled), output_hidden_states)
+        output = self._output_class(loss=loss, logits=logits, hidden_states=hidden_states, attentions=outputs.attentions)
+        return output if return_dict else output.to_tuple()
 
 
 class TransferForImageClassification(TransferForClassification):
@@ -1284,12 +1590,62 @@ class TransferForImageClassification(TransferForClassification):
 
     _output_class = ImageClassifierOutput
 
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **backbone_inputs: torch.Tensor,
+    ) -> ImageClassifierOutput | tuple:
+        r"""
+        `pixel_values` first, then `labels`, as transformers' image classifiers (TimmWrapper, ViT) take them; the
+        inputs of further backbones (`pixel_values_1`, `input_ids`...) by keyword. See
+        `TransferForClassification.forward`.
+        """
+        return self._classify(
+            labels, output_attentions, output_hidden_states, return_dict, pixel_values=pixel_values, **backbone_inputs
+        )
+
 
 class TransferForSequenceClassification(TransferForClassification):
     """`TransferForClassification` registered with `AutoModelForSequenceClassification` (text pipelines)."""
 
     _output_class = SequenceClassifierOutput
     main_input_name = "input_ids"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **backbone_inputs: torch.Tensor,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        The arguments in the order `BertForSequenceClassification` takes them, so that `model(input_ids,
+        attention_mask, token_type_ids)` (and `jit.trace` / ONNX export with an argument tuple) reads each input as
+        what it is; the inputs of further backbones (`input_ids_1`, `pixel_values`...) by keyword. See
+        `TransferForClassification.forward`.
+        """
+        return self._classify(
+            labels,
+            output_attentions,
+            output_hidden_states,
+            return_dict,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **backbone_inputs,
+        )
 
 
 AUTO_MAP = {

@@ -80,3 +80,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config):
+    # Marks used by transformers' common tests (tests/transformers_suite.py imports them from its sdist).
+    for mark in ("torch_compile_test", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "flaky"):
+        config.addinivalue_line("markers", f"{mark}: used by transformers' common model tests")
