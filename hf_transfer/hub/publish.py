@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainingArguments
 
-    from .data import TaskInfo
+    from ..data import TaskInfo
 
 __all__ = [
     "UPLOAD_ALLOW_PATTERNS",
@@ -1438,10 +1438,10 @@ def _save_processors_once(model: Any, folder: Path, processors: Sequence[Any] | 
             return
         if not getattr(model.config, "backbones", None):
             return
-        from .processing import load_processors
+        from ..processing import load_processors
 
         processors = load_processors(model.config)
-    from .processing import save_processors
+    from ..processing import save_processors
 
     save_processors(list(processors), folder)
 
