@@ -207,15 +207,15 @@ def test_confusion_matrix_is_a_png_for_few_and_many_classes(tmp_path, num_labels
     path = plot_confusion_matrix(y_true, y_pred, labels, tmp_path / "confusion_matrix.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
 
-    matrix = hub._normalized_confusion_matrix(y_true, y_pred, labels)
+    matrix = hub.plots._normalized_confusion_matrix(y_true, y_pred, labels)
     present = np.isin(np.arange(num_labels), y_true)
     np.testing.assert_allclose(matrix.sum(axis=1)[present], 1.0)
-    cell_texts = hub._confusion_matrix_figure(matrix, labels, len(y_true)).axes[0].texts
+    cell_texts = hub.plots._confusion_matrix_figure(matrix, labels, len(y_true)).axes[0].texts
     assert (len(cell_texts) > 0) == (num_labels <= 20)  # values in the cells only while they stay readable
 
 
 def test_confusion_matrix_accepts_label_names():
-    matrix = hub._normalized_confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"], ["cat", "dog"])
+    matrix = hub.plots._normalized_confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"], ["cat", "dog"])
     np.testing.assert_allclose(matrix, [[1.0, 0.0], [0.5, 0.5]])
 
 
@@ -238,7 +238,7 @@ def test_secret_spanning_two_read_chunks_is_found(tmp_path):
     secret = "hf_across_the_boundary"
     path = tmp_path / "big.bin"
     path.write_bytes(b"x" * 10 + secret.encode())
-    assert hub._file_contains(path, secret.encode(), chunk_size=16)
+    assert hub.secrets._file_contains(path, secret.encode(), chunk_size=16)
 
 
 def test_training_args_bin_holds_no_token_after_remove_secrets_from_args(tmp_path):
@@ -417,7 +417,7 @@ def test_push_to_an_unreachable_hub_raises_the_retry_error(hub_server, tmp_path,
     ],
 )
 def test_backbone_sources_link_to_the_hub_only_when_they_are_hub_repos(source, library, hub_id):
-    assert hub._backbone_hub_id({"source": source, "library": library}) == hub_id
+    assert hub.card._backbone_hub_id({"source": source, "library": library}) == hub_id
 
 
 def test_backbone_hub_id_follows_the_recorded_pretrained_flag():
@@ -426,8 +426,8 @@ def test_backbone_hub_id_follows_the_recorded_pretrained_flag():
         "library": "timm",
         "config": {"pretrained_cfg": {"hf_hub_id": "timm/resnet18.a1_in1k"}},
     }
-    assert hub._backbone_hub_id({**timm_spec, "pretrained": True}) == "timm/resnet18.a1_in1k"
-    assert hub._backbone_hub_id({**timm_spec, "source": "timm:resnet18.a1_in1k", "pretrained": False}) is None
+    assert hub.card._backbone_hub_id({**timm_spec, "pretrained": True}) == "timm/resnet18.a1_in1k"
+    assert hub.card._backbone_hub_id({**timm_spec, "source": "timm:resnet18.a1_in1k", "pretrained": False}) is None
 
 
 def test_card_renders_from_the_real_transfer_config():
