@@ -104,16 +104,12 @@ def plot_confusion_matrix(
 
 def _normalized_confusion_matrix(y_true: Any, y_pred: Any, labels: Sequence[str]) -> np.ndarray:
     """`(n, n)` matrix, rows = true labels, each row summing to 1 (0 for labels absent from `y_true`)."""
-    n = len(labels)
-    if n == 0:
+    from sklearn.metrics import confusion_matrix
+
+    if not labels:
         raise ValueError("A confusion matrix needs at least one label.")
     true_ids, pred_ids = _label_ids(y_true, labels), _label_ids(y_pred, labels)
-    if true_ids.shape != pred_ids.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {len(true_ids)} vs {len(pred_ids)}.")
-    counts = np.zeros((n, n), dtype=np.int64)
-    np.add.at(counts, (true_ids, pred_ids), 1)
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros((n, n)), where=totals > 0)
+    return confusion_matrix(true_ids, pred_ids, labels=np.arange(len(labels)), normalize="true")
 
 
 def _confusion_matrix_figure(matrix: np.ndarray, labels: Sequence[str], num_examples: int) -> Figure:
