@@ -10,6 +10,8 @@ import datasets
 import numpy as np
 from datasets import ClassLabel, DatasetDict, Value
 
+from ..configuration_transfer import PROBLEM_TYPES
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -17,9 +19,6 @@ __all__ = [
     "check_labels",
     "prepare_labels",
 ]
-
-
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 def _column_values(dataset: datasets.Dataset, column: str) -> list:
