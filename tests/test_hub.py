@@ -2,8 +2,12 @@
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +86,23 @@ def _render(config=None, **overrides) -> ModelCard:
 # ---------------------------------------------------------------------------------------------------- the card
 
 
-def test_shipped_card_template_is_identical_to_the_source_of_truth():
-    source = REPO_ROOT / "model_cards" / "transfer_model_card.md"
-    assert hub.model_card_template_path().read_bytes() == source.read_bytes()
+def test_the_wheel_ships_the_one_copy_of_each_card_template_and_the_metric_modules(tmp_path):
+    """The templates live in the package only (model_cards/ points at them); the wheel must carry them."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "hf_transfer", source / "hf_transfer", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, source]
+    subprocess.run(build, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    for template in ("transfer_model_card.md", "timm_model_card.md"):
+        assert f"hf_transfer/model_cards/{template}" in shipped
+        assert f"](../hf_transfer/model_cards/{template})" in (REPO_ROOT / "model_cards" / "README.md").read_text()
+        assert not (REPO_ROOT / "model_cards" / template).exists()  # no second copy to drift
+    assert hub.model_card_template_path() == REPO_ROOT / "hf_transfer" / "model_cards" / "transfer_model_card.md"
+    for family in ("classification", "regression", "glue"):
+        assert f"hf_transfer/metrics/{family}/{family}.py" in shipped
 
 
 def test_card_metadata_round_trips_with_the_eval_results(tmp_path):

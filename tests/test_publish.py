@@ -27,7 +27,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, Trainer
 
 from hf_transfer import TransferForImageClassification, TransferForSequenceClassification
 from hf_transfer.data import DataTrainingArguments, TaskInfo
-from hf_transfer.hub import HubPushError, export_timm, model_card_template_path, publish, publish_model
+from hf_transfer.hub import HubPushError, export_timm, publish, publish_model
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
 
@@ -513,11 +513,6 @@ def test_publish_with_an_impossible_timm_export_fails_before_writing_or_pushing(
         publish_model(model, tmp_path / "run", repo_id=repo_id, token=hub_server.token, timm_repo_id=repo_id + "-timm")
     assert not (tmp_path / "run").exists()
     assert ("model", repo_id) not in hub_server.repos
-
-
-def test_timm_card_template_is_shipped_identical_to_the_source_of_truth():
-    source = REPO_ROOT / "model_cards" / "timm_model_card.md"
-    assert model_card_template_path("timm_model_card.md").read_bytes() == source.read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------- failure

@@ -60,7 +60,7 @@ _LABEL_PREVIEW = 20  # labels listed by name in the card; the rest are counted
 
 
 def model_card_template_path(name: str = MODEL_CARD_TEMPLATE) -> Path:
-    """A card template shipped in the package (a copy of the repository's `model_cards/<name>`)."""
+    """A card template shipped in the package (`hf_transfer/model_cards/<name>`, the one copy there is)."""
     return Path(str(resources.files("hf_transfer") / "model_cards" / name))
 
 
