@@ -137,9 +137,6 @@ class ModelArguments:
             "to this repo, which stock transformers and timm.create_model('hf-hub:...') load without remote code."
         },
     )
-    ignore_mismatched_sizes: bool = field(
-        default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
-    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:

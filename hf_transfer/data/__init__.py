@@ -15,7 +15,7 @@ One module per step: :mod:`.arguments` (the flags), :mod:`.loading` (sources, GL
 """
 
 from .arguments import DataTrainingArguments
-from .collation import TransferDataCollator, build_data_collator, image_collate_fn, to_channels_last
+from .collation import TransferDataCollator, build_data_collator, to_channels_last
 from .images import (
     AugmentationEpochCallback,
     ImagePreprocessor,
@@ -23,7 +23,6 @@ from .images import (
     build_image_transforms,
     check_images,
     find_unreadable_images,
-    make_image_preprocessor,
 )
 from .labels import PROBLEM_TYPES, check_labels, prepare_labels
 from .loading import GLUE_TASK_TO_KEYS, GLUE_TASKS, TaskInfo, load_raw_datasets
@@ -46,9 +45,7 @@ __all__ = [
     "check_images",
     "check_labels",
     "find_unreadable_images",
-    "image_collate_fn",
     "load_raw_datasets",
-    "make_image_preprocessor",
     "prepare_datasets",
     "prepare_labels",
     "prepare_split",

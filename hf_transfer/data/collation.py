@@ -16,7 +16,6 @@ from .inputs import TEXT_INPUT_KEYS, _is_image_input, _text_tokenizers
 __all__ = [
     "TransferDataCollator",
     "build_data_collator",
-    "image_collate_fn",
     "to_channels_last",
 ]
 
@@ -53,22 +52,6 @@ def _add_labels(examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Te
     key = next((k for k in ("labels", "label", "label_ids") if k in examples[0]), None)
     if key is not None:
         batch["labels"] = _labels_tensor([example[key] for example in examples])
-
-
-def image_collate_fn(examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """Collates image examples: stacks every ``pixel_values*`` and makes ``labels`` a tensor.
-
-    Args:
-        examples: Rows from a dataset transformed by :func:`make_image_preprocessor`.
-
-    Returns:
-        ``{"pixel_values": (B, 3, H, W), ..., "labels": (B,)}`` (int64 labels, float32 for regression and
-        multi-label).
-    """
-    batch: dict[str, torch.Tensor] = {}
-    _stack_images(examples, batch)
-    _add_labels(examples, batch)
-    return batch
 
 
 class TransferDataCollator:

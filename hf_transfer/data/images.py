@@ -24,7 +24,6 @@ __all__ = [
     "build_image_transforms",
     "check_images",
     "find_unreadable_images",
-    "make_image_preprocessor",
 ]
 
 
@@ -291,38 +290,6 @@ class AugmentationEpochCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         if self.preprocessor is not None:
             self.preprocessor.epoch = int(state.epoch or 0)
-
-
-def make_image_preprocessor(
-    backbones: Sequence[Any],
-    image_column: str,
-    label_column: str = "labels",
-    is_training: bool = False,
-    *,
-    color_jitter: float | None = None,
-    seed: int | None = None,
-) -> ImagePreprocessor:
-    """Builds the batch transform that turns an image column into every image backbone's ``pixel_values{suffix}``.
-
-    Use it with ``dataset.with_transform(...)`` / ``set_transform``: tensors come out directly, without
-    ``set_format("torch")`` on image columns (slow with torchvision imported, see PERF_NOTES).
-
-    Args:
-        backbones: The model's ``config.backbones``.
-        image_column: The image column.
-        label_column: The label column, emitted as ``labels``.
-        is_training: Train-time augmentation or eval transforms.
-        color_jitter: Color-jitter strength for training; None disables it.
-
-    Returns:
-        An :class:`ImagePreprocessor`.
-
-    Example:
-        >>> train = raw["train"].with_transform(make_image_preprocessor(config.backbones, "img", "label", True))
-        >>> train[0]["pixel_values"].shape
-        torch.Size([3, 224, 224])
-    """
-    return ImagePreprocessor(backbones, image_column, label_column, is_training, color_jitter=color_jitter, seed=seed)
 
 
 def check_images(dataset: datasets.Dataset, image_column: str, num_rows: int = 8, split: str | None = None) -> None:

@@ -11,7 +11,7 @@ from datasets import DatasetDict
 
 from .arguments import DataTrainingArguments
 from .collation import TransferDataCollator, build_data_collator
-from .images import make_image_preprocessor
+from .images import ImagePreprocessor
 from .inputs import _image_data_configs, _is_text_input, _text_tokenizers
 from .labels import check_labels, prepare_labels
 from .loading import TaskInfo
@@ -98,7 +98,7 @@ def prepare_split(
     if image_inputs:
         if isinstance(dataset.features[info.image_column], datasets.Image):
             dataset = dataset.cast_column(info.image_column, datasets.Image(decode=False))
-        preprocessor = make_image_preprocessor(
+        preprocessor = ImagePreprocessor(
             backbones,
             info.image_column,
             "labels",

@@ -40,7 +40,6 @@ from .push import (
 )
 from .secrets import (
     HubAuthError,
-    assert_no_secret_in_files,
     check_push_target,
     find_secret_in_files,
     remove_secrets_from_args,
@@ -56,7 +55,6 @@ __all__ = [
     "UPLOAD_IGNORE_PATTERNS",
     "HubAuthError",
     "HubPushError",
-    "assert_no_secret_in_files",
     "check_push_target",
     "check_timm_exportable",
     "export_timm",

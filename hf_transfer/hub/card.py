@@ -309,13 +309,12 @@ def _describe_backbone(config: Any, index: int, spec: Mapping[str, Any]) -> dict
     }
 
 
-def _freeze_state(freeze: Any) -> str:
-    """`"trainable"`, `"frozen"` or `"partial"`, from `"none"` / `"backbone"` (or `"all"`, True) / a group count."""
-    if isinstance(freeze, bool):
-        return "frozen" if freeze else "trainable"
+def _freeze_state(freeze: str | int) -> str:
+    """`"trainable"`, `"frozen"` or `"partial"`, from what `TransferConfig.backbone_freeze` gives: `"none"`,
+    `"backbone"` or a number of frozen layer groups."""
     if isinstance(freeze, int):
         return "partial" if freeze > 0 else "trainable"
-    return "frozen" if freeze in ("all", "backbone") else "trainable"
+    return "frozen" if freeze == "backbone" else "trainable"
 
 
 def _freeze_text(freeze: Any) -> str:

@@ -318,7 +318,7 @@ def training_hyperparameters(
 
 
 # Model arguments that are not hyperparameters (the backbones are in the card's own table; weights are local paths).
-_MODEL_ARGS_NOT_SHOWN = {"backbone", "backbone_weights", "ignore_mismatched_sizes"}
+_MODEL_ARGS_NOT_SHOWN = {"backbone", "backbone_weights"}
 
 
 def _model_hyperparameters(model_args: Any, num_backbones: int) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from huggingface_hub.utils import validate_repo_id
 
 __all__ = [
     "HubAuthError",
-    "assert_no_secret_in_files",
     "check_push_target",
     "find_secret_in_files",
     "remove_secrets_from_args",
@@ -139,19 +138,6 @@ def find_secret_in_files(paths: str | os.PathLike | Iterable[str | os.PathLike],
         if _file_contains(file, needle):
             found.append(file)
     return found
-
-
-def assert_no_secret_in_files(paths: str | os.PathLike | Iterable[str | os.PathLike], secret: str) -> None:
-    """Raises `AssertionError` naming every file (searched recursively) whose bytes contain `secret`.
-
-    The message names the files, never the secret.
-
-    Args:
-        paths: Files and/or folders.
-        secret: The string that must not appear (e.g. a token).
-    """
-    found = find_secret_in_files(paths, secret)
-    assert not found, f"A secret was found in {len(found)} file(s): {', '.join(map(str, found))}"
 
 
 def _iter_files(paths: Iterable[str | os.PathLike]) -> Iterable[Path]:
