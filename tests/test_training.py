@@ -1,5 +1,7 @@
-"""Training beyond plain fine-tuning: layer-wise LR decay, gradual unfreezing, knowledge distillation."""
+"""Training beyond plain fine-tuning: layer-wise LR decay, gradual unfreezing, knowledge distillation; each on its
+own and through the recipe (`recipes/finetune.py` on a small CIFAR-like task, see tests/recipe_runs.py)."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,6 +12,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from modeling_utils import SeparableImages, SeparableText, clone_state, save_tiny_bert, tiny_training_args
+from recipe_runs import finetune, logits, probe, run, validation_inputs
+from safetensors.torch import load_file
 from timm.optim import param_groups_layer_decay as timm_param_groups_layer_decay
 from transformers import BertForSequenceClassification, Trainer, TrainerCallback
 
@@ -543,3 +547,104 @@ def test_mismatched_classes_fail_before_training(tmp_path):
 def test_distiller_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Distiller(torch.nn.Linear(1, 1), **kwargs)
+
+
+# ------------------------------------------------------------------------ the recipe: layer decay, unfreezing
+
+
+def test_layer_decay_and_head_multiplier_set_each_param_groups_learning_rate(colour_data, tmp_path, recipe_trainers):
+    out = tmp_path / "decay"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "none", "--dataset_name", colour_data]
+        + ["--layer_decay", "0.5", "--head_lr_multiplier", "10", "--learning_rate", "0.01"]
+        + ["--lr_scheduler_type", "constant", "--logging_steps", "1"]
+        + ["--output_dir", out, "--do_train", "--max_steps", "2"]
+    )
+    trainer = recipe_trainers[0]
+    backbone = trainer.model.transfer.backbones[0]
+    groups = backbone.layer_groups()
+    assert len(groups) == 5
+    expected = {id(p): 0.01 * 10 for p in trainer.model.parameters()}  # head: lr × head_lr_multiplier
+    parameters = dict(backbone.named_parameters())
+    for k, names in enumerate(groups):  # backbone group k of K: lr × layer_decay ** (K - k)
+        expected.update({id(parameters[name]): 0.01 * 0.5 ** (len(groups) - k) for name in names})
+    optimizer_groups = trainer.optimizer.param_groups
+    assert sorted(id(p) for g in optimizer_groups for p in g["params"]) == sorted(expected)
+    for group in optimizer_groups:
+        for parameter in group["params"]:
+            assert group["lr"] == pytest.approx(expected[id(parameter)]), group["name"]
+    lrs = {group["name"]: group["lr"] for group in optimizer_groups}  # weight decay 0: every group is "no_decay"
+    assert lrs["head.no_decay"] == pytest.approx(0.1)
+    assert lrs["backbone0.group4.no_decay"] == pytest.approx(0.01 * 0.5)
+    assert lrs["backbone0.group0.no_decay"] == pytest.approx(0.01 * 0.5**5)
+    # What the run logs (the first group's learning rate) is the head's.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    logged = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    assert logged == pytest.approx([0.1, 0.1])
+
+
+def test_gradual_unfreezing_trains_only_the_unfrozen_top_groups(colour_data, tmp_path, recipe_trainers, caplog):
+    out = tmp_path / "unfreeze"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "none", "--dataset_name", colour_data]
+        + ["--gradual_unfreezing", "--unfreeze_after", "1", "--unfreeze_every", "1", "--num_train_epochs", "3"]
+        + ["--learning_rate", "0.01", "--output_dir", out, "--do_train", "--do_eval"]
+    )
+    assert "Cached backbone features: off" in caplog.text
+    trainer = recipe_trainers[0]
+    groups = trainer.model.transfer.backbones[0].layer_groups()
+    saved = load_file(out / "model.safetensors")
+    moved = [
+        any(
+            not torch.equal(saved[f"transfer.backbones.0.{n}"], trainer.initial_state[f"transfer.backbones.0.{n}"])
+            for n in names
+        )
+        for names in groups
+    ]
+    # Epoch 1: head only; epoch 2: + the top group; epoch 3: + the one below it. The rest never trained.
+    assert moved == [False] * (len(groups) - 2) + [True, True]
+    assert "eval_accuracy" in json.loads((out / "all_results.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------- distillation
+
+
+def test_distillation_alone_teaches_the_student_what_a_saved_fusion_teacher_predicts(
+    colour_data, shifted_colour_data, tmp_path, recipe_trainers
+):
+    """The teacher learned to call each colour by the next class's name; with --distill_alpha 0 the student, trained
+    on the true labels, learns the teacher's answers instead of the labels.
+
+    As with a ResNet-18 + VGG16 teacher and a ResNet-18 student, the teacher's backbones preprocess images unlike the
+    student (here: another size, and one of them another interpolation); the recipe derives their inputs from the
+    student's pixels."""
+    teacher = tmp_path / "teacher"
+    fusion = ("timm:test_resnet", "timm:test_vit")
+    run(
+        probe(shifted_colour_data, teacher, "--fusion", "weighted_sum", "--fusion_dim", "16", "--image_size", "48")
+        + ["--backbone", *fusion]
+    )
+    backbones = json.loads((teacher / "config.json").read_text())["backbones"]
+    assert [b["input_suffix"] for b in backbones] == ["", "_1"]  # bilinear test_resnet, bicubic test_vit
+
+    student = tmp_path / "student"
+    distill = ["--teacher", teacher, "--distill_alpha", "0", "--freeze", "none", "--learning_rate", "0.01"]
+    results = run(probe(colour_data, student, *distill, backbones=("timm:test_vit",), seed=3))  # fully fine-tuned
+    assert isinstance(recipe_trainers[-1], finetune.DistillationTrainer)
+
+    inputs, labels = validation_inputs(colour_data, student)  # 32 px
+    teacher_logits = logits(
+        teacher, validation_inputs(colour_data, teacher)[0]
+    )  # 48 px, the teacher's own preprocessing
+    assert (teacher_logits.argmax(-1) == (labels + 1) % 10).float().mean() >= 0.8  # a teacher worth following
+
+    def kl_to_teacher(state: dict | None) -> float:
+        student_log_probs = logits(student, inputs, state).log_softmax(-1)
+        return F.kl_div(
+            student_log_probs, teacher_logits.log_softmax(-1), log_target=True, reduction="batchmean"
+        ).item()
+
+    before, after = kl_to_teacher(recipe_trainers[-1].initial_state), kl_to_teacher(None)
+    assert after < 0.2 * before, (before, after)
+    agreement = (logits(student, inputs).argmax(-1) == teacher_logits.argmax(-1)).float().mean()
+    assert agreement >= 0.8 and results["eval_accuracy"] <= 0.2, (agreement, results["eval_accuracy"])
