@@ -284,14 +284,6 @@ class TransferTrainer(Trainer):
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return super().create_optimizer(model)  # returns `self.optimizer` (SageMaker MP wraps it there)
 
-    def _set_signature_columns_if_needed(self) -> None:
-        # `forward(**backbone_inputs)` hides the keys of further backbones (`pixel_values_1`) from the Trainer's
-        # signature check, which would otherwise drop them with `remove_unused_columns=True`.
-        super()._set_signature_columns_if_needed()
-        transfer = _transfer_model(self.model)
-        if transfer is not None:
-            self._signature_columns += [n for n in transfer.input_names() if n not in self._signature_columns]
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Gradual unfreezing

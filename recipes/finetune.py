@@ -14,7 +14,7 @@ plus the model flags below, and every `TrainingArguments` flag.
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import datasets
@@ -255,6 +255,29 @@ class TeacherPixels:
         return batch
 
 
+# Model flags that are not hyperparameters: the card lists the backbones in a table of its own, and weights are paths.
+FLAGS_NOT_ON_THE_CARD = {"backbone", "backbone_weights"}
+
+
+def card_hyperparameters(model_args: ModelArguments, data_args, task, num_backbones: int) -> dict:
+    """The model flags a card reports beside the training hyperparameters, leaving out those that do not apply
+    (fusion with one backbone, MLP sizes with a linear head), and the sequence length for text."""
+    shown = {}
+    for name, value in ((f.name, getattr(model_args, f.name)) for f in fields(model_args)):
+        if name in FLAGS_NOT_ON_THE_CARD or value is None:
+            continue
+        if name.startswith("fusion") and num_backbones < 2:
+            continue
+        if name in ("head_hidden_sizes", "head_activation") and model_args.head != "mlp":
+            continue
+        if name == "num_frozen_groups" and model_args.freeze != "partial":
+            continue
+        shown[name] = value
+    if task.modality != "image":
+        shown["max_seq_length"] = data_args.max_seq_length
+    return shown
+
+
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest checkpoint that was completely written (`trainer_state.json` is saved last). A run killed while
     saving leaves a partial `checkpoint-N`, which transformers' `get_last_checkpoint` would pick."""
@@ -361,9 +384,6 @@ def main(argv: list[str] | None = None) -> dict:
     train_dataset, eval_datasets, data_collator = prepare_datasets(
         raw_datasets, task, model.config.backbones, processors, data_args, training_args
     )
-    # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
-    # Trainer's signature-based column removal would drop.
-    training_args.remove_unused_columns = False
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
@@ -446,27 +466,35 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         save_processors(processors, training_args.output_dir)
 
+    predictions = None  # of the main eval split, for the card's confusion matrix
     if training_args.do_eval:
         eval_metrics = {}
         for split in task.eval_splits:  # MNLI: matched, then mismatched (keys eval_mismatched_*), as run_glue.py
             prefix = task.metric_prefix(split)
-            metrics = trainer.evaluate(eval_dataset=eval_datasets[split], metric_key_prefix=prefix)
-            metrics[f"{prefix}_samples"] = len(eval_datasets[split])
+            # `predict` scores the split as `evaluate` does and keeps the predictions: one pass, on every rank
+            output = trainer.predict(eval_datasets[split], metric_key_prefix=prefix)
+            trainer.log(output.metrics)
+            predictions = predictions or output
+            metrics = dict(output.metrics, **{f"{prefix}_samples": len(eval_datasets[split])})
             trainer.log_metrics(prefix, metrics)
             eval_metrics.update(metrics)
         trainer.save_metrics("eval", eval_metrics)
         results.update(eval_metrics)
 
+    # 6. Publish: the model, its processors and a card with this run's numbers
     if push_requested and trainer.is_world_process_zero():
-        from hf_transfer.hub import publish
+        from hf_transfer.hub import publish, training_hyperparameters
 
+        hyperparameters = training_hyperparameters(training_args)
+        hyperparameters.update(card_hyperparameters(model_args, data_args, task, len(model.config.backbones)))
         publish(
             trainer,
             task,
-            model_args,
-            data_args,
             repo_id=training_args.hub_model_id,
             token=hub_token,
+            metrics=results,
+            predictions=predictions,
+            hyperparameters=hyperparameters,
             timm_repo_id=model_args.hub_timm_model_id,
         )
 

@@ -599,6 +599,22 @@ def test_prepared_image_datasets_train_and_evaluate_with_the_trainer(root, tmp_p
     assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"} <= set(metrics)
 
 
+def test_prepared_text_datasets_keep_every_backbones_inputs_in_the_trainer(root, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    class ReadsTwoTexts(torch.nn.Module):  # the second backbone's keys hide behind **inputs, as in TransferModel
+        def forward(self, input_ids, attention_mask, labels=None, **inputs):
+            raise AssertionError("not called")
+
+    raw, info = load(root, dataset_name=str(root / "glue"), task_name="sst2")
+    backbones = [fx.text_backbone(), fx.text_backbone("_1")]
+    tokenizers = [fx.tiny_tokenizer(), fx.tiny_tokenizer(token_type_ids=False, pad_token_id=3)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[], use_cpu=True)
+    train, _, collator = prepare_datasets(raw, info, backbones, tokenizers, None, args)
+    trainer = Trainer(model=ReadsTwoTexts(), args=args, train_dataset=train, data_collator=collator)
+    assert {"input_ids_1", "attention_mask_1", "labels"} <= set(next(iter(trainer.get_train_dataloader())))
+
+
 def test_mixed_precision_pads_text_to_a_multiple_of_eight(root):
     from types import SimpleNamespace
 

@@ -134,9 +134,10 @@ def prepare_datasets(
     """Prepares the train and eval splits for the model's backbones (see :func:`prepare_split`) and the collator.
 
     Test splits are left out (use :func:`prepare_split` with ``has_labels=info.test_has_labels``). With
-    ``training_args``: text is padded to a multiple of 8 under fp16/bf16 (as ``run_classification.py``), and for
-    image data ``training_args.remove_unused_columns`` is set to False (as ``run_image_classification.py``), since
-    the transform reads the raw image column; the collator drops every key the model does not read.
+    ``training_args``: text is padded to a multiple of 8 under fp16/bf16 (as ``run_classification.py``), and
+    ``training_args.remove_unused_columns`` is set to False (as ``run_image_classification.py`` asks): the image
+    transform reads the raw image column, further backbones read suffixed keys the Trainer's signature check does
+    not see, and the collator drops every key the model does not read.
 
     Args:
         raw: From :func:`load_raw_datasets`.
@@ -172,8 +173,10 @@ def prepare_datasets(
         getattr(training_args, "fp16", False) or getattr(training_args, "bf16", False)
     )
     collator = build_data_collator(backbones, processors, pad_to_multiple_of=8 if mixed_precision else None)
-    if training_args is not None and info.image_column and _image_data_configs(backbones):
-        if getattr(training_args, "remove_unused_columns", False):
-            logger.info("Setting remove_unused_columns=False: the image transform reads the raw image column.")
-            training_args.remove_unused_columns = False
+    if training_args is not None and getattr(training_args, "remove_unused_columns", False):
+        # The one place this is decided: the Trainer's signature-based removal would drop the raw image column the
+        # transform reads and the inputs of further backbones (`pixel_values_1`, `input_ids_1`, hidden behind
+        # `forward(**inputs)`); the collator already drops every key the model does not read.
+        logger.info("Setting remove_unused_columns=False: the prepared datasets hold exactly the model's inputs.")
+        training_args.remove_unused_columns = False
     return PreparedDatasets(train, evals, collator)

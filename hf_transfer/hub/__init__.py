@@ -7,11 +7,12 @@ The recipe calls these in order:
 repo_id = check_push_target(args.hub_model_id, args.hub_token)  # before training: bad id / token fail now
 token = args.hub_token  # None: push_folder_to_hub falls back to HF_TOKEN / `hf auth login`
 remove_secrets_from_args(training_args)  # training_args.bin must never hold the token
-...  # train, save_model, evaluate, save_metrics
-publish(trainer, task, model_args, data_args, repo_id=repo_id, token=token)
+...  # train, save_model; output = trainer.predict(eval_dataset, metric_key_prefix="eval"), save_metrics
+publish(trainer, task, repo_id=repo_id, token=token, metrics=output.metrics, predictions=output,
+        hyperparameters=training_hyperparameters(training_args))
 ```
 
-`publish` gathers the run's numbers and calls `publish_model`, the one call for a model trained in plain Python:
+`publish` takes the run's numbers from memory and calls `publish_model`, the one call for a model trained in plain Python:
 save the model and its processors, plot the training curve and the confusion matrix, render the card
 (`render_model_card`), push (`push_folder_to_hub`), and optionally push a plain-timm copy (`export_timm`).
 

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from huggingface_hub import CommitInfo
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, Trainer, TrainingArguments
+    from transformers.trainer_utils import PredictionOutput
 
     from ..data import TaskInfo
 
@@ -37,8 +37,6 @@ __all__ = [
     "publish_model",
     "training_hyperparameters",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def publish_model(
@@ -125,6 +123,11 @@ def publish_model(
             eval_labels, eval_predictions, _labels(model.config), folder / "confusion_matrix.png"
         )
     dataset_name = _publishable_dataset_name(dataset_name)
+    if hyperparameters:  # a card does not publish local paths (a teacher's, weights'): their name only
+        hyperparameters = {
+            name: Path(value).name if isinstance(value, str) and _looks_like_local_path(value) else value
+            for name, value in hyperparameters.items()
+        }
     card_kwargs = dict(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
@@ -167,37 +170,37 @@ def publish_model(
 def publish(
     trainer: Trainer,
     task: TaskInfo,
-    model_args: Any,
-    data_args: Any,
     *,
     repo_id: str,
     token: str | None = None,
-    eval_dataset: Any | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    predictions: PredictionOutput | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
     commit_message: str | None = None,
     timm_repo_id: str | None = None,
     license: str | None = None,
     private: bool | None = None,
 ) -> CommitInfo | None:
-    """Publishes a finished recipe run: the model, its processors, plots and a card with the run's real numbers.
+    """Publishes a finished Trainer run: the model, its processors, plots and a card with the run's real numbers.
 
-    Gathers what the card reports from the run: eval metrics of the main eval split (`all_results.json` /
-    `eval_results.json` in `output_dir`, else the last evaluation in the trainer's log), hyperparameters (learning
-    rate, batch sizes × world size, epochs or steps, optimizer, scheduler, warmup, weight decay, seed, precision, and
-    the model flags: freeze, head, fusion, ...), dataset and split sizes, the learned fusion weights; predicts
-    `eval_dataset` for the confusion matrix (single-label classification); then `publish_model`.
+    Everything comes from what the run holds in memory: the main eval split's metrics (`metrics`, else the last
+    evaluation in the trainer's log), the predictions of that split for the confusion matrix (single-label
+    classification), the hyperparameters the caller wants shown, the dataset and split sizes (`task`, the datasets,
+    the `*_samples` metrics), the learned fusion weights; then `publish_model`.
 
-    Call it once training and evaluation are done, after `trainer.save_model()`. On a multi-process run only the
-    main process publishes (the others return None); the predictions are then made on the main process alone, so
-    calling it from the main process only does not hang.
+    Call it once training and evaluation are done, after `trainer.save_model()`, on every process or on the main one
+    alone: only the main process publishes (the others return None), and nothing here is collective. Under DDP,
+    `trainer.predict` (which is collective) gives every rank the predictions of the whole split.
 
     Args:
         trainer: The run's Trainer (`trainer.args.output_dir` is published).
         task: The `hf_transfer.data.TaskInfo` of the data (labels, problem type, eval splits, dataset).
-        model_args: The recipe's model arguments (`backbone`, `freeze`, `head`, `fusion`, ...).
-        data_args: The recipe's `DataTrainingArguments` (dataset name and config, sequence length).
         repo_id: `"namespace/name"`, as returned by `check_push_target`.
         token: A token with write access; defaults to `huggingface_hub.get_token()`.
-        eval_dataset: The processed main eval split; defaults to `trainer.eval_dataset`.
+        metrics: The run's metrics, Trainer-style (`{"eval_accuracy": 0.91, "eval_samples": 500, ...}`); those of
+            other eval splits (MNLI's `eval_mismatched_*`) stay out of the card.
+        predictions: `trainer.predict(main_eval_split)`'s output, for the confusion matrix.
+        hyperparameters: Name -> value, in reading order (see `training_hyperparameters`).
         commit_message: The commit's title; by default it names the eval results.
         timm_repo_id: Also push a plain-timm export there (see `export_timm`).
         license: A Hub license id.
@@ -209,53 +212,53 @@ def publish(
     Example:
         ```python
         >>> repo_id = check_push_target(training_args.hub_model_id, token)  # before training
-        >>> ...  # train, trainer.save_model(), evaluate, save_metrics
-        >>> publish(trainer, task, model_args, data_args, repo_id=repo_id, token=token).commit_url
+        >>> ...  # train, trainer.save_model()
+        >>> output = trainer.predict(eval_dataset)  # metrics and predictions, in one pass
+        >>> publish(trainer, task, repo_id=repo_id, token=token, metrics=output.metrics, predictions=output,
+        ...         hyperparameters=training_hyperparameters(training_args)).commit_url
         ```
     """
     if not trainer.is_world_process_zero():
         return None
-    args = trainer.args
-    output_dir = Path(args.output_dir)
     eval_split = task.eval_splits[0] if task.eval_splits else "validation"
-    if eval_dataset is None:
-        eval_dataset = trainer.eval_dataset
+    other_splits = tuple(task.metric_prefix(split) + "_" for split in task.eval_splits[1:])
+    metrics = dict(metrics or {})
+    eval_results = _main_split_metrics(metrics, trainer.state.log_history, other_splits)
+
+    labels = predicted = None
+    if predictions is not None and task.problem_type == "single_label_classification":
+        logits = predictions.predictions[0] if isinstance(predictions.predictions, tuple) else predictions.predictions
+        if predictions.label_ids is not None and logits is not None:
+            labels, predicted = (
+                np.asarray(predictions.label_ids).reshape(-1),
+                np.asarray(logits).argmax(-1).reshape(-1),
+            )
+
+    splits: dict[str, int] = {}
+    eval_dataset = trainer.eval_dataset
     if isinstance(eval_dataset, Mapping):
         eval_dataset = eval_dataset.get(eval_split, next(iter(eval_dataset.values()), None))
-
-    labels = predictions = None
-    if eval_dataset is not None and task.problem_type == "single_label_classification":
-        labels, predictions = _eval_label_ids(trainer, eval_dataset)
-
-    run_results = _read_results(output_dir / "all_results.json")
-    other_splits = tuple(task.metric_prefix(split) + "_" for split in task.eval_splits[1:])
-    eval_results = _main_split_metrics(output_dir, trainer.state.log_history, other_splits)
-    splits: dict[str, int] = {}
-    train_size = _length(trainer.train_dataset) or run_results.get("train_samples")
+    train_size = _length(trainer.train_dataset) or metrics.get("train_samples")
     if train_size:
         splits["train"] = int(train_size)
-    eval_size = _length(eval_dataset) or run_results.get("eval_samples")
+    eval_size = metrics.get("eval_samples") or (len(labels) if labels is not None else None) or _length(eval_dataset)
     if eval_size:
         splits[eval_split] = int(eval_size)
 
-    num_backbones = len(getattr(trainer.model.config, "backbones", None) or [None])
-    hyperparameters = training_hyperparameters(args, model_args, num_backbones=num_backbones)
-    if task.modality != "image" and getattr(data_args, "max_seq_length", None):
-        hyperparameters["max_seq_length"] = data_args.max_seq_length
     return publish_model(
         trainer.model,
-        output_dir,
+        trainer.args.output_dir,
         repo_id=repo_id,
         token=token,
-        dataset_name=task.dataset_name or getattr(data_args, "dataset_name", None),
-        dataset_config_name=task.dataset_config_name or getattr(data_args, "dataset_config_name", None),
+        dataset_name=task.dataset_name,
+        dataset_config_name=task.dataset_config_name,
         dataset_splits=splits,
         hyperparameters=hyperparameters,
         eval_results=eval_results,
         eval_split=eval_split,
         log_history=trainer.state.log_history,
         eval_labels=labels,
-        eval_predictions=predictions,
+        eval_predictions=predicted,
         timm_repo_id=timm_repo_id,
         license=license,
         commit_message=commit_message,
@@ -263,84 +266,44 @@ def publish(
     )
 
 
-def training_hyperparameters(
-    training_args: TrainingArguments, model_args: Any = None, *, num_backbones: int = 1
-) -> dict[str, Any]:
-    """The hyperparameters a card reports, from `TrainingArguments` and the recipe's model arguments.
+def training_hyperparameters(training_args: TrainingArguments) -> dict[str, Any]:
+    """The training hyperparameters a card reports: transformers' own selection, plus what it leaves out.
 
-    Batch sizes are given per device and in total (× world size × gradient accumulation); the epochs, or the steps
-    when `max_steps` is set; the optimizer with its settings; the model flags (`freeze`, `head`, `fusion`, ...),
-    leaving out those that do not apply (fusion with one backbone, MLP sizes with a linear head).
+    `transformers.modelcard.extract_hyperparameters_from_trainer` gives the learning rate, batch sizes, seed,
+    scheduler, epochs or steps, gradient accumulation and label smoothing, as the Trainer's cards show them. Added:
+    the world size, the total batch sizes and the precision even when trivial (a reader should not have to infer
+    them), the weight decay, and the optimizer with its settings on one table row.
 
     Args:
         training_args: The run's `TrainingArguments`.
-        model_args: The recipe's model arguments (a dataclass), or None.
-        num_backbones: How many backbones the model has (fusion settings only apply to several).
 
     Returns:
         Name -> value, in reading order.
     """
+    from transformers.modelcard import extract_hyperparameters_from_trainer
+
     args = training_args
-    world_size = args.world_size
+    hyperparameters = extract_hyperparameters_from_trainer(SimpleNamespace(args=args))
+    # `distributed_type` says "multi-GPU" for any DDP run (CPU too) and `num_devices` repeats the world size;
+    # transformers' optimizer text spans lines, which breaks a table row.
+    for name in ("distributed_type", "num_devices", "mixed_precision_training", "optimizer"):
+        hyperparameters.pop(name, None)
     optimizer = str(getattr(args.optim, "value", args.optim))
     if "adam" in optimizer.lower():
         optimizer += f" (betas=({args.adam_beta1}, {args.adam_beta2}), epsilon={args.adam_epsilon})"
     if args.optim_args:
         optimizer += f" {args.optim_args}"
-    hyperparameters: dict[str, Any] = {
-        "learning_rate": args.learning_rate,
-        "train_batch_size (per device)": args.per_device_train_batch_size,
-        "eval_batch_size (per device)": args.per_device_eval_batch_size,
-        "world_size": world_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "total_train_batch_size": args.per_device_train_batch_size * world_size * args.gradient_accumulation_steps,
-        "total_eval_batch_size": args.per_device_eval_batch_size * world_size,
-    }
-    if args.max_steps is not None and args.max_steps > 0:
-        hyperparameters["training_steps"] = args.max_steps
-    else:
-        hyperparameters["num_epochs"] = args.num_train_epochs
     hyperparameters.update(
         {
+            "world_size": args.world_size,
+            "total_train_batch_size": args.train_batch_size * args.world_size * args.gradient_accumulation_steps,
+            "total_eval_batch_size": args.eval_batch_size * args.world_size,
             "optimizer": optimizer,
-            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-            "warmup_steps": args.warmup_steps,
             "weight_decay": args.weight_decay,
-            "seed": args.seed,
             "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
         }
     )
-    if args.label_smoothing_factor:
-        hyperparameters["label_smoothing_factor"] = args.label_smoothing_factor
-    if model_args is not None:
-        hyperparameters.update(_model_hyperparameters(model_args, num_backbones))
     return hyperparameters
-
-
-# Model arguments that are not hyperparameters (the backbones are in the card's own table; weights are local paths).
-_MODEL_ARGS_NOT_SHOWN = {"backbone", "backbone_weights"}
-
-
-def _model_hyperparameters(model_args: Any, num_backbones: int) -> dict[str, Any]:
-    values = (
-        {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args)}
-        if dataclasses.is_dataclass(model_args)
-        else dict(vars(model_args))
-    )
-    shown = {}
-    for name, value in values.items():
-        if name in _MODEL_ARGS_NOT_SHOWN or name.startswith("_") or value is None:
-            continue
-        if name.startswith("fusion") and num_backbones < 2:
-            continue
-        if name in ("head_hidden_sizes", "head_activation") and values.get("head") != "mlp":
-            continue
-        if name == "num_frozen_groups" and values.get("freeze") != "partial":
-            continue
-        if isinstance(value, str) and _looks_like_local_path(value):
-            value = Path(value).name  # a card does not publish local paths
-        shown[name] = value
-    return shown
 
 
 def _task_of(model: Any) -> str:
@@ -376,26 +339,18 @@ def _commit_message(eval_results: Mapping[str, Any] | None, eval_split: str) -> 
 
 
 def _main_split_metrics(
-    output_dir: Path, log_history: Sequence[Mapping[str, Any]], other_split_prefixes: tuple[str, ...]
+    metrics: Mapping[str, Any], log_history: Sequence[Mapping[str, Any]], other_split_prefixes: tuple[str, ...]
 ) -> dict[str, Any]:
-    """The main eval split's metrics: from the results files the run wrote, else its last evaluation logged."""
+    """The main eval split's metrics: from the run's metrics, else its last evaluation logged."""
 
     def main_split(results: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in results.items() if k.startswith("eval_") and not k.startswith(other_split_prefixes)}
 
-    for name in ("all_results.json", "eval_results.json"):
-        found = main_split(_read_results(output_dir / name))
-        if found:
-            return found
-    for entry in reversed(log_history):
-        found = main_split(entry)
+    for results in (metrics, *reversed(log_history)):
+        found = main_split(results)
         if found:
             return found
     return {}
-
-
-def _read_results(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _length(dataset: Any) -> int | None:
@@ -403,39 +358,3 @@ def _length(dataset: Any) -> int | None:
         return len(dataset) if dataset is not None else None
     except TypeError:  # an iterable dataset
         return None
-
-
-def _eval_label_ids(trainer: Trainer, dataset: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """True and predicted label ids on `dataset`, for the confusion matrix."""
-    if trainer.args.world_size > 1:
-        # `trainer.predict` is collective (sharded loader, gathers): on the main process alone it would hang.
-        return _predict_here(trainer, dataset)
-    output = trainer.predict(dataset, metric_key_prefix="publish")
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    if output.label_ids is None or logits is None:
-        return None, None
-    return np.asarray(output.label_ids).reshape(-1), np.asarray(logits).argmax(-1).reshape(-1)
-
-
-def _predict_here(trainer: Trainer, dataset: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    import torch
-    from torch.utils.data import DataLoader
-
-    model = trainer.model
-    loader = DataLoader(dataset, batch_size=trainer.args.per_device_eval_batch_size, collate_fn=trainer.data_collator)
-    device = next(model.parameters()).device
-    labels, predictions = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                labels.append(batch.pop("labels").reshape(-1).cpu())
-                inputs = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                predictions.append(model(**inputs).logits.argmax(-1).reshape(-1).cpu())
-    except (KeyError, TypeError, ValueError) as e:  # a batch layout this loop does not know: no confusion matrix
-        logger.warning("No confusion matrix: could not predict the eval split on the main process alone (%s).", e)
-        return None, None
-    finally:
-        model.train(was_training)
-    return torch.cat(labels).numpy(), torch.cat(predictions).numpy()
