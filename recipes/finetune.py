@@ -19,7 +19,6 @@ from pathlib import Path
 
 import datasets
 import torch
-import torch.nn.functional as F
 import transformers
 import yaml
 from transformers import (
@@ -43,7 +42,6 @@ from hf_transfer.features import cache_backbone_features, cache_decision, collat
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
 from hf_transfer.training import (
-    TEACHER_PREFIX,
     DistillationTrainer,
     Distiller,
     GradualUnfreezingCallback,
@@ -201,58 +199,12 @@ def set_image_size(config, size: int) -> None:
 
 
 def load_teacher(name: str, student_config):
-    """Loads the distillation teacher (a classifier reading the student's inputs, see `TeacherPixels`)."""
+    """Loads the distillation teacher: a classifier of the student's classes (its own image preprocessing is made
+    from the student's pixels by the `Distiller`, on the device)."""
     auto_class = (
         AutoModelForImageClassification if student_config.modality == "image" else AutoModelForSequenceClassification
     )
     return auto_class.from_pretrained(name)
-
-
-class TeacherPixels:
-    """Gives an image teacher whose preprocessing differs from the student's its own `teacher_pixel_values*` inputs,
-    as timm's distillation does: the student's (augmented) pixels, its normalization undone, resized to the teacher's
-    input size and normalized with the teacher's mean and std. A fused ResNet-18 + VGG16 teacher, for one, reads
-    `pixel_values_1` (VGG16's crop and interpolation), which a ResNet-18 student's batch lacks.
-
-    Args:
-        collator: The student's data collator.
-        student: The data config of the student's `pixel_values`.
-        targets: `teacher_pixel_values{suffix}` → the data config of that teacher input.
-    """
-
-    def __init__(self, collator, student: dict, targets: dict[str, dict]):
-        self.collator = collator
-        self.mean, self.std = (torch.tensor(student[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-        self.targets = targets
-
-    @classmethod
-    def wrap(cls, collator, student_config, teacher_config):
-        """Returns `collator`, wrapped when the teacher reads images preprocessed unlike the student's.
-
-        Args:
-            collator: The student's data collator.
-            student_config: The student's config (an hf_transfer model's).
-            teacher_config: The teacher's config (an hf_transfer model's, or any other: not wrapped).
-        """
-        student = next((s["data_config"] for s in student_config.backbones if s["modality"] == "image"), None)
-        targets = {
-            f"{TEACHER_PREFIX}pixel_values{spec['input_suffix']}": spec["data_config"]
-            for spec in getattr(teacher_config, "backbones", None) or []
-            if student and spec["modality"] == "image" and spec["data_config"] != student
-        }
-        return cls(collator, student, targets) if targets else collator
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.collator(rows)
-        pixels = batch["pixel_values"] * self.std + self.mean
-        for key, config in self.targets.items():
-            size, resized = list(config["input_size"][-2:]), pixels
-            if list(pixels.shape[-2:]) != size:
-                mode = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
-                resized = F.interpolate(pixels, size, mode=mode, antialias=True)
-            mean, std = (torch.tensor(config[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-            batch[key] = (resized - mean) / std
-        return batch
 
 
 # Model flags that are not hyperparameters: the card lists the backbones in a table of its own, and weights are paths.
@@ -436,7 +388,6 @@ def main(argv: list[str] | None = None) -> dict:
         trainer_kwargs["distiller"] = Distiller(
             teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
         )
-        data_collator = TeacherPixels.wrap(data_collator, model.config, teacher.config)
     trainer = trainer_class(
         model=model,
         args=training_args,

@@ -432,7 +432,7 @@ def confident_teacher() -> TransferForImageClassification:
 def kl_to_teacher(student, teacher, distiller, images) -> float:
     student.eval()
     with torch.no_grad():
-        teacher_logits = teacher(pixel_values=images, pixel_values_1=images).logits
+        teacher_logits = teacher(**distiller.teacher_inputs({"pixel_values": images})).logits
         return distiller.distillation_loss(student(pixel_values=images).logits, teacher_logits).item()
 
 
@@ -442,22 +442,23 @@ def test_distillation_alone_pulls_the_student_toward_a_teacher_with_its_own_inpu
     teacher_state = clone_state(teacher)
     student = image_model(seed=2)
     distiller = Distiller(teacher, alpha=0.0, temperature=2.0)
-    # the batch carries the teacher's second backbone input under the `teacher_` prefix; the default
-    # `remove_unused_columns=True` must keep it
-    dataset = SeparableImages(64, keys=("pixel_values", "teacher_pixel_values_1"))
+    # the batch carries the student's pixels only: the teacher's second backbone (another mean and std) gets its
+    # own input made from them on the device
+    dataset = SeparableImages(64, keys=("pixel_values",))
     images = dataset.images[:32]
-    before = kl_to_teacher(student, teacher, distiller, images)
     trainer = DistillationTrainer(
         model=student,
         args=tiny_training_args(tmp_path, max_steps=12),
         train_dataset=dataset,
         distiller=distiller,
     )
+    assert set(distiller.derived_inputs) == {"pixel_values_1"}
+    before = kl_to_teacher(student, teacher, distiller, images)
     trainer.train()
     after = kl_to_teacher(student, teacher, distiller, images)
     assert after < 0.3 * before, (before, after)
     # evaluation scores the student alone, with its own cross-entropy
-    evaluation = SeparableImages(32, keys=("pixel_values", "teacher_pixel_values_1"), seed=5)
+    evaluation = SeparableImages(32, keys=("pixel_values",), seed=5)
     with torch.no_grad():
         expected = student(pixel_values=evaluation.images, labels=evaluation.labels).loss.item()
     assert trainer.evaluate(evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5)
@@ -504,11 +505,8 @@ def test_transformers_teacher_reads_the_students_text_inputs(bert_dir, tmp_path)
     student = TransferForSequenceClassification.from_backbones(bert_dir, num_labels=2)
     before = clone_state(student)
     distiller = Distiller(teacher, alpha=0.5, temperature=2.0)
-    student_inputs, teacher_inputs = distiller.split_inputs(
-        {"input_ids": 1, "attention_mask": 2, "labels": 3, "teacher_token_type_ids": 4}
-    )
-    assert student_inputs == {"input_ids": 1, "attention_mask": 2, "labels": 3}
-    assert teacher_inputs == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 4}
+    teacher_inputs = distiller.teacher_inputs({"input_ids": 1, "attention_mask": 2, "labels": 3})
+    assert teacher_inputs == {"input_ids": 1, "attention_mask": 2}
     DistillationTrainer(
         model=student,
         args=tiny_training_args(tmp_path, max_steps=3),
@@ -520,10 +518,27 @@ def test_transformers_teacher_reads_the_students_text_inputs(bert_dir, tmp_path)
     assert all(torch.equal(value, teacher.state_dict()[key]) for key, value in teacher_state.items())
 
 
-def test_distillation_rejects_teacher_inputs_it_does_not_read():
-    distiller = Distiller(confident_teacher(), alpha=0.5)
-    with pytest.raises(ValueError, match=r"Teacher inputs \['teacher_input_ids'\] are not read by the teacher"):
-        distiller.split_inputs({"pixel_values": 0, "teacher_input_ids": 1})
+def test_the_teacher_normalizes_the_students_pixels_as_timms_distillation_teacher_does():
+    from timm.task.distillation import DistillationTeacher
+
+    teacher, student = confident_teacher(), image_model()
+    distiller = Distiller(teacher)
+    distiller.match_student(student)
+    student_config, teacher_config = (model.config.backbones[-1]["data_config"] for model in (student, teacher))
+    assert teacher.config.backbones[0]["data_config"] == student_config  # read as the student's: passed through
+    pixels = torch.randn(4, 3, *student_config["input_size"][1:])
+    inputs = distiller.teacher_inputs({"pixel_values": pixels, "labels": torch.zeros(4)})
+    assert set(inputs) == {"pixel_values", "pixel_values_1"} and inputs["pixel_values"] is pixels
+
+    class Pretrained(torch.nn.Module):
+        pretrained_cfg = {"mean": teacher_config["mean"], "std": teacher_config["std"]}
+
+    def channels(values):
+        return torch.tensor(values).view(1, -1, 1, 1)
+
+    timm_teacher = DistillationTeacher(Pretrained())
+    expected = timm_teacher.normalize_input(pixels, channels(student_config["mean"]), channels(student_config["std"]))
+    torch.testing.assert_close(inputs["pixel_values_1"], expected)
 
 
 def test_mismatched_classes_fail_before_training(tmp_path):
