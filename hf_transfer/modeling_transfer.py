@@ -1581,7 +1581,9 @@ class TransferForClassification(TransferPreTrainedModel):
         hidden_states = None
         if output_hidden_states is not False:
             hidden_states = _select_hidden_states((*outputs.hidden_states, pooled), output_hidden_states)
-        output = self._output_class(loss=loss, logits=logits, hidden_states=hidden_states, attentions=outputs.attentions)
+        output = self._output_class(
+            loss=loss, logits=logits, hidden_states=hidden_states, attentions=outputs.attentions
+        )
         return output if return_dict else output.to_tuple()
 
 

@@ -41,7 +41,6 @@ from .modeling_transfer import TimmBackbone, TransferModel, TransferPreTrainedMo
 
 logger = logging.getLogger(__name__)
 
-TEACHER_PREFIX = "teacher_"
 UNFREEZING_UNITS = ("epoch", "step")
 # Optimizer kwargs with which `get_optimizer_cls_and_kwargs` replaces the parameter groups (GaLore, LOMO, layer-wise).
 _OWN_PARAMETER_KWARGS = ("params", "model", "optimizer_dict")
@@ -283,14 +282,6 @@ class TransferTrainer(Trainer):
         )
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return super().create_optimizer(model)  # returns `self.optimizer` (SageMaker MP wraps it there)
-
-    def _set_signature_columns_if_needed(self) -> None:
-        # `forward(**backbone_inputs)` hides the keys of further backbones (`pixel_values_1`) from the Trainer's
-        # signature check, which would otherwise drop them with `remove_unused_columns=True`.
-        super()._set_signature_columns_if_needed()
-        transfer = _transfer_model(self.model)
-        if transfer is not None:
-            self._signature_columns += [n for n in transfer.input_names() if n not in self._signature_columns]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -537,16 +528,46 @@ def _named_labels(config: Any) -> list[str] | None:
     return None if names == [f"LABEL_{i}" for i in range(len(names))] else names
 
 
+def _image_data_configs(config: Any) -> dict[str, dict]:
+    """`pixel_values{suffix}` → the timm data config of that input, for an hf_transfer model's config."""
+    return {
+        f"pixel_values{spec.get('input_suffix') or ''}": dict(spec["data_config"])
+        for spec in getattr(config, "backbones", None) or []
+        if spec.get("modality") == "image" and spec.get("data_config")
+    }
+
+
+class _RenormalizedPixels:
+    """The student's normalized pixels → a teacher input: normalization undone, resized to the teacher's input size
+    with its interpolation, normalized with the teacher's mean and std; on the pixels' device and dtype."""
+
+    def __init__(self, student: dict, teacher: dict):
+        self.student_mean, self.student_std = student["mean"], student["std"]
+        self.mean, self.std = teacher["mean"], teacher["std"]
+        self.size = [int(s) for s in teacher["input_size"][-2:]]
+        self.mode = "bicubic" if teacher.get("interpolation") == "bicubic" else "bilinear"
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        def channels(values):
+            return torch.tensor(values, device=pixels.device, dtype=pixels.dtype).view(1, -1, 1, 1)
+
+        pixels = pixels * channels(self.student_std) + channels(self.student_mean)
+        if list(pixels.shape[-2:]) != self.size:
+            pixels = F.interpolate(pixels, self.size, mode=self.mode, antialias=True)
+        return (pixels - channels(self.mean)) / channels(self.std)
+
+
 class Distiller:
     """Owns a teacher classifier and the logit-distillation loss; hides the teacher's inputs and device.
 
     loss = α · task_loss(student, labels) + (1 − α) · T² · KL(softmax(teacher / T) ‖ softmax(student / T))
 
     The task loss is the student's own (cross-entropy for single-label classification). The teacher runs in eval
-    mode, without gradients, on the student's device. It reads the student's inputs, except those the batch carries
-    for it under the `teacher_` prefix: a fused ResNet-18 + VGG16 teacher reading `pixel_values` and
-    `pixel_values_1` takes `teacher_pixel_values` and `teacher_pixel_values_1` when its preprocessing differs from
-    the student's (a `teacher_` key replaces the student's key of the same name, for the teacher only).
+    mode, without gradients, on the student's device. It reads the student's inputs; an image input the teacher
+    preprocesses unlike the student (another size, interpolation, mean or std: a fused ResNet-18 + VGG16 teacher's
+    `pixel_values_1`) is made on the device from the student's `pixel_values`, as timm's `DistillationTeacher`
+    normalizes its inputs: the student's normalization undone, resized to the teacher's input size, normalized
+    with the teacher's mean and std (see `match_student`).
 
     Args:
         teacher: A classifier whose output has `.logits`: an hf_transfer model or any transformers
@@ -575,6 +596,7 @@ class Distiller:
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.input_names = _input_names(teacher)
+        self.derived_inputs: dict[str, _RenormalizedPixels] = {}  # see `match_student`
 
     def check_student(self, student: nn.Module) -> None:
         """Fails early when the student's classes differ from the teacher's.
@@ -605,23 +627,34 @@ class Distiller:
                 f"{problem_type!r}."
             )
 
-    def split_inputs(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Splits a batch into the student's inputs (no `teacher_` keys) and the teacher's.
+    def match_student(self, student: nn.Module) -> None:
+        """Checks the student's classes (`check_student`) and prepares, for each image input the teacher reads
+        preprocessed unlike the student, how to make it from the student's `pixel_values`.
+
+        Only hf_transfer models say how they preprocess (`config.backbones[i]["data_config"]`); any other teacher or
+        student reads the student's inputs as they are.
+        """
+        self.check_student(student)
+        student_configs = _image_data_configs(getattr(_unwrap(student), "config", None))
+        teacher_configs = _image_data_configs(getattr(self.teacher, "config", None))
+        source = student_configs.get("pixel_values")
+        self.derived_inputs = {
+            key: _RenormalizedPixels(source, config)
+            for key, config in teacher_configs.items()
+            if source is not None and student_configs.get(key) != config
+        }
+
+    def teacher_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The teacher's inputs for a batch of the student's: the keys it reads, and the image inputs it
+        preprocesses its own way made from the student's `pixel_values` on their device (see `match_student`).
 
         Returns:
-            `(student_inputs, teacher_inputs)`; the student's keep `labels`, the teacher's never have them.
+            The teacher's keyword arguments (never `labels`).
         """
-        student = {k: v for k, v in inputs.items() if not k.startswith(TEACHER_PREFIX)}
-        own = {k[len(TEACHER_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TEACHER_PREFIX)}
-        unknown = sorted(set(own) - set(self.input_names))
-        if unknown:
-            raise ValueError(
-                f"Teacher inputs {[TEACHER_PREFIX + k for k in unknown]} are not read by the teacher, which reads: "
-                f"{', '.join(self.input_names)}."
-            )
-        teacher = {k: v for k, v in student.items() if k in self.input_names}
-        teacher.update(own)
-        return student, teacher
+        teacher = {k: v for k, v in inputs.items() if k in self.input_names}
+        for key, derive in self.derived_inputs.items():
+            teacher[key] = derive(inputs["pixel_values"])
+        return teacher
 
     @torch.no_grad()
     def teacher_logits(self, teacher_inputs: dict[str, Any], device: torch.device | None = None) -> torch.Tensor:
@@ -677,8 +710,8 @@ class Distiller:
 class DistillationTrainer(TransferTrainer):
     """A `TransferTrainer` whose training loss distils a teacher into the student (see `Distiller`).
 
-    The `teacher_` keys of each batch are removed before the student's forward. Evaluation scores the student alone
-    with its own loss. The student's own loss and the distillation term are per-batch means, so gradient
+    The teacher's inputs come from the student's batch (`Distiller.teacher_inputs`). Evaluation scores the student
+    alone with its own loss. The student's own loss and the distillation term are per-batch means, so gradient
     accumulation scales them as the Trainer does for plain models.
 
     Args:
@@ -706,12 +739,7 @@ class DistillationTrainer(TransferTrainer):
         self.distiller = distiller
         super().__init__(*args, **kwargs)
         if self.model is not None:
-            distiller.check_student(self.model)
-
-    def _set_signature_columns_if_needed(self) -> None:
-        super()._set_signature_columns_if_needed()
-        teacher_keys = [TEACHER_PREFIX + name for name in self.distiller.input_names]
-        self._signature_columns += [k for k in teacher_keys if k not in self._signature_columns]
+            distiller.match_student(self.model)
 
     def compute_loss(
         self,
@@ -724,14 +752,13 @@ class DistillationTrainer(TransferTrainer):
 
         Args:
             model: The student (possibly wrapped).
-            inputs: The batch: the student's inputs, `labels`, and optional `teacher_` inputs.
+            inputs: The batch: the student's inputs and `labels`.
             return_outputs: Also return the student's outputs.
             num_items_in_batch: Unused: both terms are per-batch means.
 
         Returns:
             The loss, or `(loss, student_outputs)` with `return_outputs`.
         """
-        inputs, teacher_inputs = self.distiller.split_inputs(inputs)
         labels = inputs.pop("labels") if self.label_smoother is not None and "labels" in inputs else None
         outputs = model(**inputs)
         task_loss = self.label_smoother(outputs, labels) if labels is not None else outputs.get("loss")
@@ -740,6 +767,7 @@ class DistillationTrainer(TransferTrainer):
         else:
             teacher_logits = None
             if self.distiller.alpha < 1:
+                teacher_inputs = self.distiller.teacher_inputs(inputs)
                 teacher_logits = self.distiller.teacher_logits(teacher_inputs, device=outputs.logits.device)
             loss = self.distiller.loss(outputs.logits, teacher_logits, task_loss)
         return (loss, outputs) if return_outputs else loss

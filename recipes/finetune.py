@@ -14,12 +14,11 @@ plus the model flags below, and every `TrainingArguments` flag.
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import datasets
 import torch
-import torch.nn.functional as F
 import transformers
 import yaml
 from transformers import (
@@ -44,7 +43,6 @@ from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, load_processors
 from hf_transfer.training import (
-    TEACHER_PREFIX,
     DistillationTrainer,
     Distiller,
     GradualUnfreezingCallback,
@@ -142,9 +140,6 @@ class ModelArguments:
             "to this repo, which stock transformers and timm.create_model('hf-hub:...') load without remote code."
         },
     )
-    ignore_mismatched_sizes: bool = field(
-        default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
-    )
 
     def __post_init__(self):
         if self.head == "mlp" and not self.head_hidden_sizes:
@@ -221,58 +216,35 @@ def set_image_size(config, size: int) -> None:
 
 
 def load_teacher(name: str, student_config):
-    """Loads the distillation teacher (a classifier reading the student's inputs, see `TeacherPixels`)."""
+    """Loads the distillation teacher: a classifier of the student's classes (its own image preprocessing is made
+    from the student's pixels by the `Distiller`, on the device)."""
     auto_class = (
         AutoModelForImageClassification if student_config.modality == "image" else AutoModelForSequenceClassification
     )
     return auto_class.from_pretrained(name)
 
 
-class TeacherPixels:
-    """Gives an image teacher whose preprocessing differs from the student's its own `teacher_pixel_values*` inputs,
-    as timm's distillation does: the student's (augmented) pixels, its normalization undone, resized to the teacher's
-    input size and normalized with the teacher's mean and std. A fused ResNet-18 + VGG16 teacher, for one, reads
-    `pixel_values_1` (VGG16's crop and interpolation), which a ResNet-18 student's batch lacks.
+# Model flags that are not hyperparameters: the card lists the backbones in a table of its own, and weights are paths.
+FLAGS_NOT_ON_THE_CARD = {"backbone", "backbone_weights"}
 
-    Args:
-        collator: The student's data collator.
-        student: The data config of the student's `pixel_values`.
-        targets: `teacher_pixel_values{suffix}` → the data config of that teacher input.
-    """
 
-    def __init__(self, collator, student: dict, targets: dict[str, dict]):
-        self.collator = collator
-        self.mean, self.std = (torch.tensor(student[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-        self.targets = targets
-
-    @classmethod
-    def wrap(cls, collator, student_config, teacher_config):
-        """Returns `collator`, wrapped when the teacher reads images preprocessed unlike the student's.
-
-        Args:
-            collator: The student's data collator.
-            student_config: The student's config (an hf_transfer model's).
-            teacher_config: The teacher's config (an hf_transfer model's, or any other: not wrapped).
-        """
-        student = next((s["data_config"] for s in student_config.backbones if s["modality"] == "image"), None)
-        targets = {
-            f"{TEACHER_PREFIX}pixel_values{spec['input_suffix']}": spec["data_config"]
-            for spec in getattr(teacher_config, "backbones", None) or []
-            if student and spec["modality"] == "image" and spec["data_config"] != student
-        }
-        return cls(collator, student, targets) if targets else collator
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.collator(rows)
-        pixels = batch["pixel_values"] * self.std + self.mean
-        for key, config in self.targets.items():
-            size, resized = list(config["input_size"][-2:]), pixels
-            if list(pixels.shape[-2:]) != size:
-                mode = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
-                resized = F.interpolate(pixels, size, mode=mode, antialias=True)
-            mean, std = (torch.tensor(config[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-            batch[key] = (resized - mean) / std
-        return batch
+def card_hyperparameters(model_args: ModelArguments, data_args, task, num_backbones: int) -> dict:
+    """The model flags a card reports beside the training hyperparameters, leaving out those that do not apply
+    (fusion with one backbone, MLP sizes with a linear head), and the sequence length for text."""
+    shown = {}
+    for name, value in ((f.name, getattr(model_args, f.name)) for f in fields(model_args)):
+        if name in FLAGS_NOT_ON_THE_CARD or value is None:
+            continue
+        if name.startswith("fusion") and num_backbones < 2:
+            continue
+        if name in ("head_hidden_sizes", "head_activation") and model_args.head != "mlp":
+            continue
+        if name == "num_frozen_groups" and model_args.freeze != "partial":
+            continue
+        shown[name] = value
+    if task.modality != "image":
+        shown["max_seq_length"] = data_args.max_seq_length
+    return shown
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -388,9 +360,6 @@ def main(argv: list[str] | None = None) -> dict:
         if training_args.do_predict
         else {}
     )
-    # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
-    # Trainer's signature-based column removal would drop.
-    training_args.remove_unused_columns = False
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
@@ -444,7 +413,6 @@ def main(argv: list[str] | None = None) -> dict:
         trainer_kwargs["distiller"] = Distiller(
             teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
         )
-        data_collator = TeacherPixels.wrap(data_collator, model.config, teacher.config)
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -474,12 +442,16 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
 
+    predictions = None  # of the main eval split, for the card's confusion matrix
     if training_args.do_eval:
         eval_metrics = {}
         for split in task.eval_splits:  # MNLI: matched, then mismatched (keys eval_mismatched_*), as run_glue.py
             prefix = task.metric_prefix(split)
-            metrics = trainer.evaluate(eval_dataset=eval_datasets[split], metric_key_prefix=prefix)
-            metrics[f"{prefix}_samples"] = len(eval_datasets[split])
+            # `predict` scores the split as `evaluate` does and keeps the predictions: one pass, on every rank
+            output = trainer.predict(eval_datasets[split], metric_key_prefix=prefix)
+            trainer.log(output.metrics)
+            predictions = predictions or output
+            metrics = dict(output.metrics, **{f"{prefix}_samples": len(eval_datasets[split])})
             trainer.log_metrics(prefix, metrics)
             eval_metrics.update(metrics)
         trainer.save_metrics("eval", eval_metrics)
@@ -488,16 +460,20 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_predict:
         results.update(predict_and_write(trainer, predict_datasets, task, training_args.output_dir))
 
+    # 6. Publish: the model, its processors and a card with this run's numbers
     if push_requested and trainer.is_world_process_zero():
-        from hf_transfer.hub import publish
+        from hf_transfer.hub import publish, training_hyperparameters
 
+        hyperparameters = training_hyperparameters(training_args)
+        hyperparameters.update(card_hyperparameters(model_args, data_args, task, len(model.config.backbones)))
         publish(
             trainer,
             task,
-            model_args,
-            data_args,
             repo_id=training_args.hub_model_id,
             token=hub_token,
+            metrics=results,
+            predictions=predictions,
+            hyperparameters=hyperparameters,
             timm_repo_id=model_args.hub_timm_model_id,
         )
 

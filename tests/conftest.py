@@ -86,3 +86,45 @@ def pytest_configure(config):
     # Marks used by transformers' common tests (tests/transformers_suite.py imports them from its sdist).
     for mark in ("torch_compile_test", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "flaky"):
         config.addinivalue_line("markers", f"{mark}: used by transformers' common model tests")
+
+
+# ---------------------------------------------------------------------------------------------- recipe runs
+
+
+@pytest.fixture(scope="module")
+def colour_data(tmp_path_factory) -> Path:
+    """A small CIFAR-10-schema dataset whose class is the image's colour (tests/recipe_runs.py), in the Hub layout."""
+    import fixtures
+    from recipe_runs import colour_cifar
+
+    root = tmp_path_factory.mktemp("data")
+    return fixtures.write_hub_layout(colour_cifar(), root / "colour_cifar10" / "plain_text").parent
+
+
+@pytest.fixture(scope="module")
+def shifted_colour_data(tmp_path_factory) -> Path:
+    """The same images as `colour_data`, each labelled with the next class."""
+    import fixtures
+    from recipe_runs import colour_cifar
+
+    root = tmp_path_factory.mktemp("shifted")
+    return fixtures.write_hub_layout(colour_cifar(label_shift=1), root / "colour_cifar10" / "plain_text").parent
+
+
+@pytest.fixture
+def recipe_trainers(monkeypatch) -> list:
+    """The trainers the recipe builds, each with `initial_state`: its model's state before training."""
+    from modeling_utils import clone_state
+    from recipe_runs import finetune
+
+    trainers = []
+    for name in ("TransferTrainer", "DistillationTrainer"):
+
+        class Recording(getattr(finetune, name)):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.initial_state = clone_state(self.model)
+                trainers.append(self)
+
+        monkeypatch.setattr(finetune, name, Recording)
+    return trainers

@@ -72,7 +72,9 @@ def test_positional_inputs_in_bert_order(bert_dir):
 
 
 def test_bf16_from_pretrained_puts_every_backbone_in_bf16(tmp_path, vit_dir, bert_dir):
-    model = TransferForImageClassification.from_backbones(["timm:test_resnet", vit_dir], pretrained=False, num_labels=2)
+    model = TransferForImageClassification.from_backbones(
+        ["timm:test_resnet", vit_dir], pretrained=False, num_labels=2
+    )
     model.save_pretrained(tmp_path / "fp32")
     loaded = TransferForImageClassification.from_pretrained(tmp_path / "fp32", dtype=torch.bfloat16)
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
@@ -90,7 +92,9 @@ def test_bf16_from_pretrained_puts_every_backbone_in_bf16(tmp_path, vit_dir, ber
 
 
 def test_attn_implementation_reaches_every_backbone(tmp_path, bert_dir, vit_dir):
-    model = TransferForImageClassification.from_backbones([vit_dir, "timm:test_resnet"], pretrained=False, num_labels=2)
+    model = TransferForImageClassification.from_backbones(
+        [vit_dir, "timm:test_resnet"], pretrained=False, num_labels=2
+    )
     vit = model.get_base_model().backbones[0].model
     assert model.config._attn_implementation == "sdpa" == vit.config._attn_implementation
     model.save_pretrained(tmp_path)
@@ -183,8 +187,8 @@ def test_timm_gradient_checkpointing_honours_use_reentrant(monkeypatch):
     monkeypatch.setattr(
         torch.utils.checkpoint,
         "checkpoint",
-        lambda *args, use_reentrant=None, **kwargs: seen.append(use_reentrant) or checkpoint(
-            *args, use_reentrant=use_reentrant, **kwargs
+        lambda *args, use_reentrant=None, **kwargs: (
+            seen.append(use_reentrant) or checkpoint(*args, use_reentrant=use_reentrant, **kwargs)
         ),
     )
     assert manipulate.torch.utils.checkpoint.checkpoint is not checkpoint  # timm calls through the module
@@ -206,7 +210,11 @@ def test_gradient_checkpointing_every_n_layers_reaches_transformers_backbone(ber
 
 @pytest.mark.parametrize(
     "backbones, fusion",
-    [(["timm:test_resnet", "bert"], "concat"), (["timm:test_resnet", "vit"], "attention"), (["vit", "timm:test_vit"], "gated")],
+    [
+        (["timm:test_resnet", "bert"], "concat"),
+        (["timm:test_resnet", "vit"], "attention"),
+        (["vit", "timm:test_vit"], "gated"),
+    ],
 )
 def test_device_map_auto_offloads_a_fusion(tmp_path, bert_dir, vit_dir, backbones, fusion):
     paths = {"bert": bert_dir, "vit": vit_dir}

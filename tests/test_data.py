@@ -16,13 +16,12 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from hf_transfer.data import (
     GLUE_TASK_TO_KEYS,
     DataTrainingArguments,
+    ImagePreprocessor,
     build_data_collator,
     build_image_transforms,
     check_labels,
     find_unreadable_images,
-    image_collate_fn,
     load_raw_datasets,
-    make_image_preprocessor,
     prepare_datasets,
     prepare_split,
     tokenize_dataset,
@@ -424,7 +423,7 @@ def test_image_transform_output_equals_timms_own_transform(is_training):
 def test_image_preprocessor_emits_one_pixel_values_per_distinct_image_input(root):
     raw, info = load(root, dataset_name=str(root / "cifar10"))
     backbones = [fx.image_backbone(32), fx.image_backbone(32), fx.image_backbone(48, "_1")]  # first two share input
-    preprocessor = make_image_preprocessor(backbones, "img", "label", is_training=True)
+    preprocessor = ImagePreprocessor(backbones, "img", "label", is_training=True)
     example = raw["train"].with_transform(preprocessor)[0]
     assert set(example) == {"pixel_values", "pixel_values_1", "labels"}
     assert example["pixel_values"].shape == (3, 32, 32) and example["pixel_values_1"].shape == (3, 48, 48)
@@ -432,14 +431,14 @@ def test_image_preprocessor_emits_one_pixel_values_per_distinct_image_input(root
 
 def test_image_backbones_sharing_an_input_must_share_preprocessing():
     with pytest.raises(ValueError, match="sharing input_suffix '' need the same preprocessing.*own input_suffix"):
-        make_image_preprocessor([fx.image_backbone(32), fx.image_backbone(64)], "img")
+        ImagePreprocessor([fx.image_backbone(32), fx.image_backbone(64)], "img")
 
 
 def test_image_backbone_without_data_config_is_an_error():
     with pytest.raises(ValueError, match="Image backbone 1 has no 'data_config'"):
-        make_image_preprocessor([fx.text_backbone(), {"modality": "image"}], "img")
+        ImagePreprocessor([fx.text_backbone(), {"modality": "image"}], "img")
     with pytest.raises(ValueError, match="Backbone 0 has modality 'audio'; valid: image, text"):
-        make_image_preprocessor([{"modality": "audio"}], "img")
+        ImagePreprocessor([{"modality": "audio"}], "img")
 
 
 def test_prepared_image_splits_use_a_lazy_transform_not_torch_format(root):
@@ -464,10 +463,10 @@ def test_no_augmentation_trains_on_the_deterministic_eval_transform_and_color_ji
     assert any(type(step).__name__ == "ColorJitter" for step in steps)
 
 
-def test_image_collate_fn_stacks_pixel_values_and_makes_long_labels(root):
+def test_the_collator_stacks_pixel_values_and_makes_long_labels(root):
     raw, info = load(root, dataset_name=str(root / "cifar10"))
-    _, evals, _ = prepare_datasets(raw, info, [fx.image_backbone(32), fx.image_backbone(40, "_1")])
-    batch = image_collate_fn([evals["validation"][i] for i in range(3)])
+    _, evals, collator = prepare_datasets(raw, info, [fx.image_backbone(32), fx.image_backbone(40, "_1")])
+    batch = collator([evals["validation"][i] for i in range(3)])
     assert batch["pixel_values"].shape == (3, 3, 32, 32) and batch["pixel_values_1"].shape == (3, 3, 40, 40)
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == raw["validation"]["label"][:3]
 
@@ -600,6 +599,22 @@ def test_prepared_image_datasets_train_and_evaluate_with_the_trainer(root, tmp_p
     assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"} <= set(metrics)
 
 
+def test_prepared_text_datasets_keep_every_backbones_inputs_in_the_trainer(root, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    class ReadsTwoTexts(torch.nn.Module):  # the second backbone's keys hide behind **inputs, as in TransferModel
+        def forward(self, input_ids, attention_mask, labels=None, **inputs):
+            raise AssertionError("not called")
+
+    raw, info = load(root, dataset_name=str(root / "glue"), task_name="sst2")
+    backbones = [fx.text_backbone(), fx.text_backbone("_1")]
+    tokenizers = [fx.tiny_tokenizer(), fx.tiny_tokenizer(token_type_ids=False, pad_token_id=3)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[], use_cpu=True)
+    train, _, collator = prepare_datasets(raw, info, backbones, tokenizers, None, args)
+    trainer = Trainer(model=ReadsTwoTexts(), args=args, train_dataset=train, data_collator=collator)
+    assert {"input_ids_1", "attention_mask_1", "labels"} <= set(next(iter(trainer.get_train_dataloader())))
+
+
 def test_mixed_precision_pads_text_to_a_multiple_of_eight(root):
     from types import SimpleNamespace
 
@@ -611,11 +626,9 @@ def test_mixed_precision_pads_text_to_a_multiple_of_eight(root):
 
 
 def test_seeded_augmentation_repeats_within_an_epoch_and_changes_across_epochs():
-    from hf_transfer.data import make_image_preprocessor
-
     images = fx.cifar10(n_train=4, n_test=2)["train"].cast_column("img", datasets.Image(decode=False))
     backbones = [fx.image_backbone(size=24)]
-    preprocessor = make_image_preprocessor(backbones, "img", "label", is_training=True, seed=7)
+    preprocessor = ImagePreprocessor(backbones, "img", "label", is_training=True, seed=7)
     batch = images[:4]
     first = preprocessor(dict(batch))["pixel_values"]
     torch.manual_seed(123)  # the global RNG does not matter

@@ -2,8 +2,12 @@
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +20,9 @@ from hf_transfer import hub
 from hf_transfer.hub import (
     HubAuthError,
     HubPushError,
-    assert_no_secret_in_files,
     check_push_target,
     files_to_upload,
+    find_secret_in_files,
     plot_confusion_matrix,
     plot_training_curve,
     push_folder_to_hub,
@@ -38,7 +42,13 @@ def _unique_repo(prefix: str) -> str:
 def _two_backbone_config() -> PretrainedConfig:
     return PretrainedConfig(
         backbones=[
-            {"source": "resnet18.a1_in1k", "library": "timm", "modality": "image", "pooling": "avg", "freeze": "all"},
+            {
+                "source": "resnet18.a1_in1k",
+                "library": "timm",
+                "modality": "image",
+                "pooling": "avg",
+                "freeze": "backbone",
+            },
             {"source": "timm:resnet18", "library": "timm", "modality": "image", "pooling": "avg", "freeze": 2},
             {
                 "source": "google/vit-base-patch16-224",
@@ -82,9 +92,23 @@ def _render(config=None, **overrides) -> ModelCard:
 # ---------------------------------------------------------------------------------------------------- the card
 
 
-def test_shipped_card_template_is_identical_to_the_source_of_truth():
-    source = REPO_ROOT / "model_cards" / "transfer_model_card.md"
-    assert hub.model_card_template_path().read_bytes() == source.read_bytes()
+def test_the_wheel_ships_the_one_copy_of_each_card_template_and_the_metric_modules(tmp_path):
+    """The templates live in the package only (model_cards/ points at them); the wheel must carry them."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "hf_transfer", source / "hf_transfer", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, source]
+    subprocess.run(build, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    for template in ("transfer_model_card.md", "timm_model_card.md"):
+        assert f"hf_transfer/model_cards/{template}" in shipped
+        assert f"](../hf_transfer/model_cards/{template})" in (REPO_ROOT / "model_cards" / "README.md").read_text()
+        assert not (REPO_ROOT / "model_cards" / template).exists()  # no second copy to drift
+    assert hub.model_card_template_path() == REPO_ROOT / "hf_transfer" / "model_cards" / "transfer_model_card.md"
+    for family in ("classification", "regression", "glue"):
+        assert f"hf_transfer/metrics/{family}/{family}.py" in shipped
 
 
 def test_card_metadata_round_trips_with_the_eval_results(tmp_path):
@@ -207,52 +231,49 @@ def test_confusion_matrix_is_a_png_for_few_and_many_classes(tmp_path, num_labels
     path = plot_confusion_matrix(y_true, y_pred, labels, tmp_path / "confusion_matrix.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
 
-    matrix = hub._normalized_confusion_matrix(y_true, y_pred, labels)
+    matrix = hub.plots._normalized_confusion_matrix(y_true, y_pred, labels)
     present = np.isin(np.arange(num_labels), y_true)
     np.testing.assert_allclose(matrix.sum(axis=1)[present], 1.0)
-    cell_texts = hub._confusion_matrix_figure(matrix, labels, len(y_true)).axes[0].texts
+    cell_texts = hub.plots._confusion_matrix_figure(matrix, labels, len(y_true)).axes[0].texts
     assert (len(cell_texts) > 0) == (num_labels <= 20)  # values in the cells only while they stay readable
 
 
 def test_confusion_matrix_accepts_label_names():
-    matrix = hub._normalized_confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"], ["cat", "dog"])
+    matrix = hub.plots._normalized_confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"], ["cat", "dog"])
     np.testing.assert_allclose(matrix, [[1.0, 0.0], [0.5, 0.5]])
 
 
 # ---------------------------------------------------------------------------------------------------- secrets
 
 
-def test_assert_no_secret_in_files_finds_a_planted_token(tmp_path):
+def test_find_secret_in_files_finds_a_planted_token(tmp_path):
     secret = "hf_planted_secret_123456"
     (tmp_path / "clean.json").write_text("{}")
     (tmp_path / "deep" / "er").mkdir(parents=True)
     (tmp_path / "deep" / "er" / "blob.bin").write_bytes(b"\x00" * 100 + secret.encode() + b"\x00")
 
-    with pytest.raises(AssertionError) as info:
-        assert_no_secret_in_files(tmp_path, secret)
-    assert "blob.bin" in str(info.value) and secret not in str(info.value)
-    assert_no_secret_in_files(tmp_path / "clean.json", secret)
+    assert find_secret_in_files(tmp_path, secret) == [tmp_path / "deep" / "er" / "blob.bin"]
+    assert find_secret_in_files(tmp_path / "clean.json", secret) == []
 
 
 def test_secret_spanning_two_read_chunks_is_found(tmp_path):
     secret = "hf_across_the_boundary"
     path = tmp_path / "big.bin"
     path.write_bytes(b"x" * 10 + secret.encode())
-    assert hub._file_contains(path, secret.encode(), chunk_size=16)
+    assert hub.secrets._file_contains(path, secret.encode(), chunk_size=16)
 
 
 def test_training_args_bin_holds_no_token_after_remove_secrets_from_args(tmp_path):
     secret = "hf_training_args_secret_42"
     args = TrainingArguments(output_dir=str(tmp_path / "out"), hub_token=secret, report_to="none")
     torch.save(args, tmp_path / "before.bin")  # what the Trainer writes as training_args.bin
-    with pytest.raises(AssertionError):
-        assert_no_secret_in_files(tmp_path / "before.bin", secret)
+    assert find_secret_in_files(tmp_path / "before.bin", secret)
 
     remove_secrets_from_args(args)
     torch.save(args, tmp_path / "training_args.bin")
 
     assert args.hub_token is None
-    assert_no_secret_in_files(tmp_path / "training_args.bin", secret)
+    assert not find_secret_in_files(tmp_path / "training_args.bin", secret)
 
 
 # ---------------------------------------------------------------------------------------------------- fail fast
@@ -417,7 +438,7 @@ def test_push_to_an_unreachable_hub_raises_the_retry_error(hub_server, tmp_path,
     ],
 )
 def test_backbone_sources_link_to_the_hub_only_when_they_are_hub_repos(source, library, hub_id):
-    assert hub._backbone_hub_id({"source": source, "library": library}) == hub_id
+    assert hub.card._backbone_hub_id({"source": source, "library": library}) == hub_id
 
 
 def test_backbone_hub_id_follows_the_recorded_pretrained_flag():
@@ -426,8 +447,8 @@ def test_backbone_hub_id_follows_the_recorded_pretrained_flag():
         "library": "timm",
         "config": {"pretrained_cfg": {"hf_hub_id": "timm/resnet18.a1_in1k"}},
     }
-    assert hub._backbone_hub_id({**timm_spec, "pretrained": True}) == "timm/resnet18.a1_in1k"
-    assert hub._backbone_hub_id({**timm_spec, "source": "timm:resnet18.a1_in1k", "pretrained": False}) is None
+    assert hub.card._backbone_hub_id({**timm_spec, "pretrained": True}) == "timm/resnet18.a1_in1k"
+    assert hub.card._backbone_hub_id({**timm_spec, "source": "timm:resnet18.a1_in1k", "pretrained": False}) is None
 
 
 def test_card_renders_from_the_real_transfer_config():

@@ -155,6 +155,12 @@ def test_unknown_metric_names_the_shipped_ones():
         assert name in str(err.value)
 
 
+def test_a_config_the_metric_lacks_names_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown config 'multilist' for the f1 metric; valid: None, 'multilabel'"):
+        load_metric("f1", "multilist")
+    assert load_metric("mse", "multilist").compute(predictions=[[1.0, 2.0]], references=[[1.0, 4.0]]) == {"mse": 2.0}
+
+
 def test_unknown_glue_config_lists_the_tasks():
     with pytest.raises(ValueError, match="Unknown GLUE task 'mrcp'.*cola, sst2, mrpc, qqp, stsb, mnli"):
         load_metric("glue", "mrcp")

@@ -97,7 +97,9 @@ class TransferModelTester:
     def prepare_config_and_inputs(self):
         inputs = {}
         if "image" in self.kinds:
-            inputs["pixel_values"] = floats_tensor([self.batch_size, self.num_channels, self.image_size, self.image_size])
+            inputs["pixel_values"] = floats_tensor(
+                [self.batch_size, self.num_channels, self.image_size, self.image_size]
+            )
         if "text" in self.kinds:
             inputs["input_ids"] = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
             inputs["attention_mask"] = torch.ones(self.batch_size, self.seq_length, dtype=torch.long)
@@ -224,7 +226,6 @@ class BertTransferModelTest(_TransferTest, unittest.TestCase):
 
     kinds = ("text",)
     all_model_classes = (TransferModel, TransferForSequenceClassification)
-
 
 
 class FusionTransferModelTest(_TimmInitPending, _TransferTest, unittest.TestCase):

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fixtures
 import numpy as np
 import PIL.Image
 import pytest
@@ -27,11 +28,12 @@ from transformers import AutoImageProcessor, AutoTokenizer, Trainer
 
 from hf_transfer import TransferForImageClassification, TransferForSequenceClassification
 from hf_transfer.data import DataTrainingArguments, TaskInfo
-from hf_transfer.hub import HubPushError, export_timm, model_card_template_path, publish, publish_model
+from hf_transfer.hub import HubPushError, export_timm, publish, publish_model, training_hyperparameters
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+finetune = fixtures.load_recipe_script()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE_LABELS = ["dark", "grey", "bright"]
 TEXT_LABELS = ["negative", "positive"]
@@ -53,6 +55,14 @@ class ModelArguments:
 
 
 @dataclass
+class RunResults:
+    """What a run holds in memory when it publishes: its metrics and the main eval split's predictions."""
+
+    metrics: dict
+    predictions: object
+
+
+@dataclass
 class PublishedRun:
     """A trained model, its run folder, and what was pushed."""
 
@@ -60,6 +70,7 @@ class PublishedRun:
     task: TaskInfo
     model_args: ModelArguments
     data_args: DataTrainingArguments
+    run_results: RunResults
     output_dir: Path
     repo_id: str
     inputs: dict[str, torch.Tensor]
@@ -74,8 +85,9 @@ def _unique_repo(prefix: str) -> str:
     return f"test-user/{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _train_and_evaluate(model, train, evaluation, output_dir: Path, task: TaskInfo) -> Trainer:
-    """What the recipe does: train (checkpoints and all), save, save the processors, evaluate, save the metrics."""
+def _train_and_evaluate(model, train, evaluation, output_dir: Path, task: TaskInfo) -> tuple[Trainer, RunResults]:
+    """What the recipe does: train (checkpoints and all), save, save the processors, predict the eval split (its
+    metrics and predictions), save the metrics."""
     args = tiny_training_args(
         output_dir,
         max_steps=4,
@@ -94,10 +106,25 @@ def _train_and_evaluate(model, train, evaluation, output_dir: Path, task: TaskIn
     trainer.save_model()
     trainer.save_metrics("train", dict(train_metrics, train_samples=len(train)))
     save_processors(load_processors(model.config), output_dir, model.config)
-    metrics = trainer.evaluate()
-    metrics["eval_samples"] = len(evaluation)
+    output = trainer.predict(evaluation, metric_key_prefix="eval")
+    trainer.log(output.metrics)
+    metrics = dict(output.metrics, eval_samples=len(evaluation))
     trainer.save_metrics("eval", metrics)
-    return trainer
+    return trainer, RunResults(dict(train_metrics, train_samples=len(train), **metrics), output)
+
+
+def _publish(run: PublishedRun, **kwargs):
+    """Publishes as the recipe does: what the run holds, the recipe's hyperparameters."""
+    hyperparameters = training_hyperparameters(run.trainer.args)
+    hyperparameters.update(finetune.card_hyperparameters(run.model_args, run.data_args, run.task, 1))
+    return publish(
+        run.trainer,
+        run.task,
+        metrics=run.run_results.metrics,
+        predictions=run.run_results.predictions,
+        hyperparameters=hyperparameters,
+        **kwargs,
+    )
 
 
 def _eval_logits(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -130,7 +157,7 @@ def image_run(hub_server, tmp_path_factory) -> PublishedRun:
     model = TransferForImageClassification.from_backbones(
         "timm:test_resnet", pretrained=False, num_labels=3, id2label=task.id2label, label2id=task.label2id
     )
-    trainer = _train_and_evaluate(
+    trainer, run_results = _train_and_evaluate(
         model, SeparableImages(32, num_labels=3), SeparableImages(12, num_labels=3, seed=1), output_dir, task
     )
     run = PublishedRun(
@@ -138,6 +165,7 @@ def image_run(hub_server, tmp_path_factory) -> PublishedRun:
         task=task,
         model_args=ModelArguments(backbone=["timm:test_resnet"]),
         data_args=DataTrainingArguments(dataset_name=task.dataset_name),
+        run_results=run_results,
         output_dir=output_dir,
         repo_id=_unique_repo("image"),
         timm_repo_id=_unique_repo("image-timm"),
@@ -145,15 +173,7 @@ def image_run(hub_server, tmp_path_factory) -> PublishedRun:
         pipeline_input=PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)),
     )
     run.logits.append(_eval_logits(model, run.inputs))
-    first = publish(
-        trainer,
-        task,
-        run.model_args,
-        run.data_args,
-        repo_id=run.repo_id,
-        token=hub_server.token,
-        timm_repo_id=run.timm_repo_id,
-    )
+    first = _publish(run, repo_id=run.repo_id, token=hub_server.token, timm_repo_id=run.timm_repo_id)
     run.commits.append(first.oid)
 
     with torch.no_grad():  # a second version of the model: the head's decisions reversed
@@ -161,7 +181,7 @@ def image_run(hub_server, tmp_path_factory) -> PublishedRun:
     run.logits.append(_eval_logits(model, run.inputs))
     processed = AutoImageProcessor.from_pretrained(output_dir)(run.pipeline_input, return_tensors="pt")
     run.expected_top = _top(model, dict(processed))  # what `main` should answer
-    second = publish(trainer, task, run.model_args, run.data_args, repo_id=run.repo_id, token=hub_server.token)
+    second = _publish(run, repo_id=run.repo_id, token=hub_server.token)
     run.commits.append(second.oid)
     return run
 
@@ -184,12 +204,13 @@ def text_run(hub_server, tmp_path_factory) -> PublishedRun:
     model = TransferForSequenceClassification.from_backbones(
         save_tiny_bert(root / "bert"), num_labels=2, id2label=task.id2label, label2id=task.label2id
     )
-    trainer = _train_and_evaluate(model, SeparableText(32), SeparableText(12, seed=1), output_dir, task)
+    trainer, run_results = _train_and_evaluate(model, SeparableText(32), SeparableText(12, seed=1), output_dir, task)
     run = PublishedRun(
         trainer=trainer,
         task=task,
         model_args=ModelArguments(backbone=[str(root / "bert")]),
         data_args=DataTrainingArguments(dataset_name=task.dataset_name, max_seq_length=16),
+        run_results=run_results,
         output_dir=output_dir,
         repo_id=_unique_repo("text"),
         inputs={"input_ids": SeparableText(2, seed=2).input_ids, "attention_mask": torch.ones(2, 8, dtype=torch.long)},
@@ -197,9 +218,7 @@ def text_run(hub_server, tmp_path_factory) -> PublishedRun:
     )
     run.expected_top = _top(model, dict(AutoTokenizer.from_pretrained(output_dir)(PIPELINE_TEXT, return_tensors="pt")))
     run.logits.append(_eval_logits(model, run.inputs))
-    run.commits.append(
-        publish(trainer, task, run.model_args, run.data_args, repo_id=run.repo_id, token=hub_server.token).oid
-    )
+    run.commits.append(_publish(run, repo_id=run.repo_id, token=hub_server.token).oid)
     return run
 
 
@@ -421,6 +440,28 @@ def test_card_holds_the_runs_real_numbers(image_run):
     assert "![training curve](training_curve.png)" in text and "![confusion matrix](confusion_matrix.png)" in text
 
 
+def test_publish_takes_what_the_run_holds_and_runs_the_model_no_more(image_run, hub_server, monkeypatch):
+    def another_pass(*args, **kwargs):
+        raise AssertionError("publish must not run the model over the data again")
+
+    monkeypatch.setattr(image_run.trainer, "predict", another_pass)
+    monkeypatch.setattr(image_run.trainer, "evaluate", another_pass)
+    repo_id = _unique_repo("in-memory")
+    publish(
+        image_run.trainer,
+        image_run.task,
+        repo_id=repo_id,
+        token=hub_server.token,
+        metrics={"eval_accuracy": 0.123, "eval_samples": 12},  # not what eval_results.json holds: nothing is read
+        predictions=image_run.run_results.predictions,
+        hyperparameters={"learning_rate": 0.5},
+    )
+    files = hub_server.repo(repo_id).head().files
+    readme = files["README.md"].decode()
+    assert "| accuracy | 0.1230 |" in readme and "| learning_rate | 0.5 |" in readme
+    assert files["confusion_matrix.png"].startswith(PNG_MAGIC)
+
+
 def test_card_of_the_first_push_points_to_the_timm_export(image_run, hub_server):
     card = ModelCard(hub_server.repo(image_run.repo_id).files_at(image_run.commits[0])["README.md"].decode())
     assert f'timm.create_model("hf-hub:{image_run.timm_repo_id}", pretrained=True)' in card.text
@@ -515,11 +556,6 @@ def test_publish_with_an_impossible_timm_export_fails_before_writing_or_pushing(
     assert ("model", repo_id) not in hub_server.repos
 
 
-def test_timm_card_template_is_shipped_identical_to_the_source_of_truth():
-    source = REPO_ROOT / "model_cards" / "timm_model_card.md"
-    assert model_card_template_path("timm_model_card.md").read_bytes() == source.read_bytes()
-
-
 # ---------------------------------------------------------------------------------------------- failure
 
 
@@ -530,14 +566,7 @@ def test_failed_push_keeps_the_run_and_names_the_retry_command(image_run, hub_se
     monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the client backs off between retries of a 500
 
     with hub_server.failing("commit", 500), pytest.raises(HubPushError) as info:
-        publish(
-            image_run.trainer,
-            image_run.task,
-            image_run.model_args,
-            image_run.data_args,
-            repo_id=repo_id,
-            token=hub_server.token,
-        )
+        _publish(image_run, repo_id=repo_id, token=hub_server.token)
 
     after = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert set(before) == set(after)

@@ -13,7 +13,7 @@ import fixtures
 import pytest
 from huggingface_hub import ModelCard, constants
 
-from hf_transfer.hub import HubAuthError, assert_no_secret_in_files
+from hf_transfer.hub import HubAuthError, find_secret_in_files
 
 SCRIPT = fixtures.RECIPE_SCRIPT
 COMMON = fixtures.RECIPE_COMMON_FLAGS
@@ -64,7 +64,7 @@ def test_the_token_is_in_no_file_of_the_run_or_of_the_pushed_repo(source, cifar1
 
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert "training_args.bin" in written and any(name.startswith("checkpoint-") for name in written)
-    assert_no_secret_in_files(out, token)
+    assert not find_secret_in_files(out, token)
 
     files = hub_server.repo(repo_id).head().files
     assert "model.safetensors" in files and "README.md" in files

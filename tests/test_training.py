@@ -1,5 +1,7 @@
-"""Training beyond plain fine-tuning: layer-wise LR decay, gradual unfreezing, knowledge distillation."""
+"""Training beyond plain fine-tuning: layer-wise LR decay, gradual unfreezing, knowledge distillation; each on its
+own and through the recipe (`recipes/finetune.py` on a small CIFAR-like task, see tests/recipe_runs.py)."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,6 +12,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from modeling_utils import SeparableImages, SeparableText, clone_state, save_tiny_bert, tiny_training_args
+from recipe_runs import finetune, logits, probe, run, validation_inputs
+from safetensors.torch import load_file
 from timm.optim import param_groups_layer_decay as timm_param_groups_layer_decay
 from transformers import BertForSequenceClassification, Trainer, TrainerCallback
 
@@ -428,7 +432,7 @@ def confident_teacher() -> TransferForImageClassification:
 def kl_to_teacher(student, teacher, distiller, images) -> float:
     student.eval()
     with torch.no_grad():
-        teacher_logits = teacher(pixel_values=images, pixel_values_1=images).logits
+        teacher_logits = teacher(**distiller.teacher_inputs({"pixel_values": images})).logits
         return distiller.distillation_loss(student(pixel_values=images).logits, teacher_logits).item()
 
 
@@ -438,22 +442,23 @@ def test_distillation_alone_pulls_the_student_toward_a_teacher_with_its_own_inpu
     teacher_state = clone_state(teacher)
     student = image_model(seed=2)
     distiller = Distiller(teacher, alpha=0.0, temperature=2.0)
-    # the batch carries the teacher's second backbone input under the `teacher_` prefix; the default
-    # `remove_unused_columns=True` must keep it
-    dataset = SeparableImages(64, keys=("pixel_values", "teacher_pixel_values_1"))
+    # the batch carries the student's pixels only: the teacher's second backbone (another mean and std) gets its
+    # own input made from them on the device
+    dataset = SeparableImages(64, keys=("pixel_values",))
     images = dataset.images[:32]
-    before = kl_to_teacher(student, teacher, distiller, images)
     trainer = DistillationTrainer(
         model=student,
         args=tiny_training_args(tmp_path, max_steps=12),
         train_dataset=dataset,
         distiller=distiller,
     )
+    assert set(distiller.derived_inputs) == {"pixel_values_1"}
+    before = kl_to_teacher(student, teacher, distiller, images)
     trainer.train()
     after = kl_to_teacher(student, teacher, distiller, images)
     assert after < 0.3 * before, (before, after)
     # evaluation scores the student alone, with its own cross-entropy
-    evaluation = SeparableImages(32, keys=("pixel_values", "teacher_pixel_values_1"), seed=5)
+    evaluation = SeparableImages(32, keys=("pixel_values",), seed=5)
     with torch.no_grad():
         expected = student(pixel_values=evaluation.images, labels=evaluation.labels).loss.item()
     assert trainer.evaluate(evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5)
@@ -500,11 +505,8 @@ def test_transformers_teacher_reads_the_students_text_inputs(bert_dir, tmp_path)
     student = TransferForSequenceClassification.from_backbones(bert_dir, num_labels=2)
     before = clone_state(student)
     distiller = Distiller(teacher, alpha=0.5, temperature=2.0)
-    student_inputs, teacher_inputs = distiller.split_inputs(
-        {"input_ids": 1, "attention_mask": 2, "labels": 3, "teacher_token_type_ids": 4}
-    )
-    assert student_inputs == {"input_ids": 1, "attention_mask": 2, "labels": 3}
-    assert teacher_inputs == {"input_ids": 1, "attention_mask": 2, "token_type_ids": 4}
+    teacher_inputs = distiller.teacher_inputs({"input_ids": 1, "attention_mask": 2, "labels": 3})
+    assert teacher_inputs == {"input_ids": 1, "attention_mask": 2}
     DistillationTrainer(
         model=student,
         args=tiny_training_args(tmp_path, max_steps=3),
@@ -516,10 +518,27 @@ def test_transformers_teacher_reads_the_students_text_inputs(bert_dir, tmp_path)
     assert all(torch.equal(value, teacher.state_dict()[key]) for key, value in teacher_state.items())
 
 
-def test_distillation_rejects_teacher_inputs_it_does_not_read():
-    distiller = Distiller(confident_teacher(), alpha=0.5)
-    with pytest.raises(ValueError, match=r"Teacher inputs \['teacher_input_ids'\] are not read by the teacher"):
-        distiller.split_inputs({"pixel_values": 0, "teacher_input_ids": 1})
+def test_the_teacher_normalizes_the_students_pixels_as_timms_distillation_teacher_does():
+    from timm.task.distillation import DistillationTeacher
+
+    teacher, student = confident_teacher(), image_model()
+    distiller = Distiller(teacher)
+    distiller.match_student(student)
+    student_config, teacher_config = (model.config.backbones[-1]["data_config"] for model in (student, teacher))
+    assert teacher.config.backbones[0]["data_config"] == student_config  # read as the student's: passed through
+    pixels = torch.randn(4, 3, *student_config["input_size"][1:])
+    inputs = distiller.teacher_inputs({"pixel_values": pixels, "labels": torch.zeros(4)})
+    assert set(inputs) == {"pixel_values", "pixel_values_1"} and inputs["pixel_values"] is pixels
+
+    class Pretrained(torch.nn.Module):
+        pretrained_cfg = {"mean": teacher_config["mean"], "std": teacher_config["std"]}
+
+    def channels(values):
+        return torch.tensor(values).view(1, -1, 1, 1)
+
+    timm_teacher = DistillationTeacher(Pretrained())
+    expected = timm_teacher.normalize_input(pixels, channels(student_config["mean"]), channels(student_config["std"]))
+    torch.testing.assert_close(inputs["pixel_values_1"], expected)
 
 
 def test_mismatched_classes_fail_before_training(tmp_path):
@@ -543,3 +562,104 @@ def test_mismatched_classes_fail_before_training(tmp_path):
 def test_distiller_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Distiller(torch.nn.Linear(1, 1), **kwargs)
+
+
+# ------------------------------------------------------------------------ the recipe: layer decay, unfreezing
+
+
+def test_layer_decay_and_head_multiplier_set_each_param_groups_learning_rate(colour_data, tmp_path, recipe_trainers):
+    out = tmp_path / "decay"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "none", "--dataset_name", colour_data]
+        + ["--layer_decay", "0.5", "--head_lr_multiplier", "10", "--learning_rate", "0.01"]
+        + ["--lr_scheduler_type", "constant", "--logging_steps", "1"]
+        + ["--output_dir", out, "--do_train", "--max_steps", "2"]
+    )
+    trainer = recipe_trainers[0]
+    backbone = trainer.model.transfer.backbones[0]
+    groups = backbone.layer_groups()
+    assert len(groups) == 5
+    expected = {id(p): 0.01 * 10 for p in trainer.model.parameters()}  # head: lr × head_lr_multiplier
+    parameters = dict(backbone.named_parameters())
+    for k, names in enumerate(groups):  # backbone group k of K: lr × layer_decay ** (K - k)
+        expected.update({id(parameters[name]): 0.01 * 0.5 ** (len(groups) - k) for name in names})
+    optimizer_groups = trainer.optimizer.param_groups
+    assert sorted(id(p) for g in optimizer_groups for p in g["params"]) == sorted(expected)
+    for group in optimizer_groups:
+        for parameter in group["params"]:
+            assert group["lr"] == pytest.approx(expected[id(parameter)]), group["name"]
+    lrs = {group["name"]: group["lr"] for group in optimizer_groups}  # weight decay 0: every group is "no_decay"
+    assert lrs["head.no_decay"] == pytest.approx(0.1)
+    assert lrs["backbone0.group4.no_decay"] == pytest.approx(0.01 * 0.5)
+    assert lrs["backbone0.group0.no_decay"] == pytest.approx(0.01 * 0.5**5)
+    # What the run logs (the first group's learning rate) is the head's.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    logged = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    assert logged == pytest.approx([0.1, 0.1])
+
+
+def test_gradual_unfreezing_trains_only_the_unfrozen_top_groups(colour_data, tmp_path, recipe_trainers, caplog):
+    out = tmp_path / "unfreeze"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "none", "--dataset_name", colour_data]
+        + ["--gradual_unfreezing", "--unfreeze_after", "1", "--unfreeze_every", "1", "--num_train_epochs", "3"]
+        + ["--learning_rate", "0.01", "--output_dir", out, "--do_train", "--do_eval"]
+    )
+    assert "Cached backbone features: off" in caplog.text
+    trainer = recipe_trainers[0]
+    groups = trainer.model.transfer.backbones[0].layer_groups()
+    saved = load_file(out / "model.safetensors")
+    moved = [
+        any(
+            not torch.equal(saved[f"transfer.backbones.0.{n}"], trainer.initial_state[f"transfer.backbones.0.{n}"])
+            for n in names
+        )
+        for names in groups
+    ]
+    # Epoch 1: head only; epoch 2: + the top group; epoch 3: + the one below it. The rest never trained.
+    assert moved == [False] * (len(groups) - 2) + [True, True]
+    assert "eval_accuracy" in json.loads((out / "all_results.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------- distillation
+
+
+def test_distillation_alone_teaches_the_student_what_a_saved_fusion_teacher_predicts(
+    colour_data, shifted_colour_data, tmp_path, recipe_trainers
+):
+    """The teacher learned to call each colour by the next class's name; with --distill_alpha 0 the student, trained
+    on the true labels, learns the teacher's answers instead of the labels.
+
+    As with a ResNet-18 + VGG16 teacher and a ResNet-18 student, the teacher's backbones preprocess images unlike the
+    student (here: another size, and one of them another interpolation); the recipe derives their inputs from the
+    student's pixels."""
+    teacher = tmp_path / "teacher"
+    fusion = ("timm:test_resnet", "timm:test_vit")
+    run(
+        probe(shifted_colour_data, teacher, "--fusion", "weighted_sum", "--fusion_dim", "16", "--image_size", "48")
+        + ["--backbone", *fusion]
+    )
+    backbones = json.loads((teacher / "config.json").read_text())["backbones"]
+    assert [b["input_suffix"] for b in backbones] == ["", "_1"]  # bilinear test_resnet, bicubic test_vit
+
+    student = tmp_path / "student"
+    distill = ["--teacher", teacher, "--distill_alpha", "0", "--freeze", "none", "--learning_rate", "0.01"]
+    results = run(probe(colour_data, student, *distill, backbones=("timm:test_vit",), seed=3))  # fully fine-tuned
+    assert isinstance(recipe_trainers[-1], finetune.DistillationTrainer)
+
+    inputs, labels = validation_inputs(colour_data, student)  # 32 px
+    teacher_logits = logits(
+        teacher, validation_inputs(colour_data, teacher)[0]
+    )  # 48 px, the teacher's own preprocessing
+    assert (teacher_logits.argmax(-1) == (labels + 1) % 10).float().mean() >= 0.8  # a teacher worth following
+
+    def kl_to_teacher(state: dict | None) -> float:
+        student_log_probs = logits(student, inputs, state).log_softmax(-1)
+        return F.kl_div(
+            student_log_probs, teacher_logits.log_softmax(-1), log_target=True, reduction="batchmean"
+        ).item()
+
+    before, after = kl_to_teacher(recipe_trainers[-1].initial_state), kl_to_teacher(None)
+    assert after < 0.2 * before, (before, after)
+    agreement = (logits(student, inputs).argmax(-1) == teacher_logits.argmax(-1)).float().mean()
+    assert agreement >= 0.8 and results["eval_accuracy"] <= 0.2, (agreement, results["eval_accuracy"])

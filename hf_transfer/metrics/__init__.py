@@ -1,9 +1,11 @@
 """Evaluation metrics that load offline.
 
 ``evaluate.load("accuracy")`` fetches the metric's code from the Hub at run time, which fails without network.
-hf_transfer ships the metric modules it needs inside the package (``hf_transfer/metrics/<name>/<name>.py``, each
-a real ``evaluate.Metric`` with the same definition, features and output keys as the Hub module of that name)
-and loads them by path.
+hf_transfer ships the metric modules it needs inside the package, one per family
+(``hf_transfer/metrics/{classification,regression,glue}/<family>.py``, each a real ``evaluate.Metric`` whose config
+names the score), and loads them by path. Each score has the definition, features and output keys of the Hub module
+of its name, and loads by that name: ``load_metric("precision")`` is the ``classification`` module's
+``precision`` config.
 
 Example:
     >>> from hf_transfer.metrics import build_compute_metrics, load_metric
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..configuration_transfer import PROBLEM_TYPES
 
 if TYPE_CHECKING:
     import evaluate
@@ -49,7 +53,21 @@ SHIPPED_METRICS: tuple[str, ...] = (
     "recall",
     "spearmanr",
 )
-"""Names of the metric modules shipped in this package (each loads with :func:`load_metric`)."""
+"""Names of the metrics shipped in this package (each loads with :func:`load_metric`), as the Hub names them."""
+
+_FAMILIES = {
+    "accuracy": "classification",
+    "f1": "classification",
+    "matthews_correlation": "classification",
+    "precision": "classification",
+    "recall": "classification",
+    "mse": "regression",
+    "pearsonr": "regression",
+    "spearmanr": "regression",
+    "glue": "glue",
+}
+# The config that takes one vector per sample, by the Hub modules' name for it.
+_VECTOR_CONFIGS = {"classification": "multilabel", "regression": "multilist"}
 
 GLUE_METRIC_CONFIGS: tuple[str, ...] = (
     "cola",
@@ -67,17 +85,16 @@ GLUE_METRIC_CONFIGS: tuple[str, ...] = (
 )
 """Config names of the shipped ``glue`` metric (the Hub module's), i.e. the tasks it scores."""
 
-PROBLEM_TYPES: tuple[str, ...] = ("single_label_classification", "multi_label_classification", "regression")
-
 
 def metric_path(name: str) -> Path:
-    """Returns the directory of a shipped metric module.
+    """Returns the directory of the module that computes a shipped metric.
 
     Args:
         name: One of :data:`SHIPPED_METRICS`.
 
     Returns:
-        The module's directory (``evaluate.load`` takes it as ``path``).
+        The module's directory (``evaluate.load`` takes it as ``path``; the module's config names the score, see
+        :func:`load_metric`).
 
     Raises:
         ValueError: If ``name`` is not shipped; the message lists the shipped names.
@@ -87,18 +104,19 @@ def metric_path(name: str) -> Path:
             f"Unknown metric {name!r}: hf_transfer ships {', '.join(SHIPPED_METRICS)} "
             "(evaluate.load of a Hub metric needs network access, so only shipped modules load offline)."
         )
-    return METRICS_DIR / name
+    return METRICS_DIR / _FAMILIES[name]
 
 
 def load_metric(name: str, config_name: str | None = None, **kwargs: Any) -> evaluate.EvaluationModule:
-    """Loads a shipped metric module with ``evaluate.load``, from its path inside the package.
+    """Loads a shipped metric with ``evaluate.load``, from its module's path inside the package.
 
     Works with ``HF_HUB_OFFLINE=1``: nothing is downloaded.
 
     Args:
         name: One of :data:`SHIPPED_METRICS`, e.g. ``"accuracy"`` or ``"glue"``.
-        config_name: The module's config, e.g. a GLUE task (``"mrpc"``) or ``"multilabel"`` for accuracy, f1,
-            precision, recall and matthews_correlation.
+        config_name: The Hub module's config: a GLUE task (``"mrpc"``) for glue, ``"multilabel"`` (multi-hot rows)
+            for accuracy, f1, precision, recall and matthews_correlation, ``"multilist"`` (a vector per sample) for
+            mse; None otherwise.
         **kwargs: Passed on to ``evaluate.load`` (e.g. ``keep_in_memory=True``, ``experiment_id``).
 
     Returns:
@@ -106,17 +124,24 @@ def load_metric(name: str, config_name: str | None = None, **kwargs: Any) -> eva
 
     Raises:
         ValueError: If ``name`` is not shipped (the message lists the shipped names), or if ``name`` is
-            ``"glue"`` and ``config_name`` is not a GLUE task (the message lists them).
+            ``"glue"`` and ``config_name`` is not a GLUE task (the message lists them), or another metric gets a
+            config it does not have.
 
     Example:
         >>> load_metric("f1").compute(predictions=[0, 1, 1], references=[0, 1, 0])
         {'f1': 0.6666666666666666}
     """
     path = metric_path(name)
-    if name == "glue" and config_name not in GLUE_METRIC_CONFIGS:
-        raise ValueError(
-            f"Unknown GLUE task {config_name!r} for the glue metric; valid tasks: {', '.join(GLUE_METRIC_CONFIGS)}."
-        )
+    if name == "glue":
+        if config_name not in GLUE_METRIC_CONFIGS:
+            raise ValueError(
+                f"Unknown GLUE task {config_name!r} for the glue metric; valid tasks: {', '.join(GLUE_METRIC_CONFIGS)}."
+            )
+    else:
+        vector_config = _VECTOR_CONFIGS.get(path.name)
+        if config_name not in (None, "default", vector_config):
+            raise ValueError(f"Unknown config {config_name!r} for the {name} metric; valid: None, {vector_config!r}.")
+        config_name = name if config_name in (None, "default") else f"{name}-{config_name}"
     import evaluate  # imported here: it takes seconds, and most users of this package need it only at eval time
 
     return evaluate.load(str(path), config_name, **kwargs)

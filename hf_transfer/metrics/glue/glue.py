@@ -18,20 +18,8 @@ import evaluate
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-GLUE_CONFIG_NAMES = (
-    "sst2",
-    "mnli",
-    "mnli_mismatched",
-    "mnli_matched",
-    "cola",
-    "stsb",
-    "mrpc",
-    "qqp",
-    "qnli",
-    "rte",
-    "wnli",
-    "hans",
-)
+# The configs (tasks) are listed once, in the package that ships this module.
+from hf_transfer.metrics import GLUE_METRIC_CONFIGS as GLUE_CONFIG_NAMES
 
 _CITATION = """
 @inproceedings{wang2019glue,
