@@ -50,6 +50,8 @@ import torch
 from datasets import ClassLabel, DatasetDict, Value
 from transformers import TrainerCallback
 
+from .labels_parsing import check_problem_type, parse_label_strings
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -199,6 +201,20 @@ class DataTrainingArguments:
         default=None,
         metadata={
             "help": "Whether to do regression instead of classification. If None, will be inferred from the dataset."
+        },
+    )
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "single_label_classification, multi_label_classification or regression (transformers' "
+            "config.problem_type). Default: inferred from the label column; an ambiguous string column is an error."
+        },
+    )
+    label_delimiter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-label data from CSV: the character between a row's labels (e.g. ',' for "
+            "`action,comedy`). Cells written as lists (`['action', 'comedy']`) are detected without it."
         },
     )
     train_val_split: float | None = field(
@@ -445,7 +461,12 @@ def load_raw_datasets(
     if image_column is not None and isinstance(features[image_column], Value):
         raw = _cast_image_paths(raw, image_column, data_args)
 
-    raw, problem_type, label_list = _normalize_labels(raw, label_column, data_args.do_regression)
+    # String cells naming several labels become lists first (--label_delimiter / --problem_type; never guessed)
+    raw, do_regression = parse_label_strings(
+        raw, label_column, data_args.label_delimiter, data_args.problem_type, data_args.do_regression
+    )
+    raw, problem_type, label_list = _normalize_labels(raw, label_column, do_regression)
+    check_problem_type(data_args.problem_type, problem_type, label_column)
     # GLUE marks missing labels -1 (stsb too); elsewhere -1 is a valid regression target.
     minus_one_missing = task is not None or problem_type != "regression"
     test_has_labels = any(
