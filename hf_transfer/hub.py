@@ -35,6 +35,8 @@ from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardD
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
+from .recipe_card import RunRecipe, render_recipe_section
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainingArguments
@@ -320,6 +322,7 @@ def render_model_card(
     timm_repo_id: str | None = None,
     license: str | None = None,
     tags: Sequence[str] = (),
+    recipe: RunRecipe | None = None,
 ) -> ModelCard:
     """Renders the model card: Hub metadata (`ModelCardData`, `model-index`) plus the prose of the card template.
 
@@ -344,6 +347,8 @@ def render_model_card(
             it and shows how to load it.
         license: A Hub license id (e.g. `"apache-2.0"`); check the backbones' and dataset's licenses.
         tags: Extra Hub tags.
+        recipe: The run's command and resolved recipe (`hf_transfer.recipe_card.RunRecipe`): a "Reproduce"
+            section.
 
     Returns:
         The card; `write_model_card` saves it as README.md.
@@ -408,6 +413,7 @@ def render_model_card(
         "has_confusion_matrix": has_confusion_matrix,
         "timm_repo_id": timm_repo_id,
         "framework_versions": [_row(name, _version(dist)) for name, dist in _FRAMEWORKS],
+        "reproduce": render_recipe_section(recipe),
     }
     return ModelCard.from_template(card_data, template_path=str(model_card_template_path()), **template_kwargs)
 
@@ -1147,6 +1153,7 @@ def publish_model(
     tags: Sequence[str] = (),
     commit_message: str | None = None,
     private: bool | None = None,
+    recipe: RunRecipe | None = None,
 ) -> CommitInfo:
     """Saves a trained model with its processors, plots and card in `output_dir`, and pushes it to the Hub.
 
@@ -1178,6 +1185,7 @@ def publish_model(
         tags: Extra Hub tags.
         commit_message: The commit's title; by default it names the eval results.
         private: Visibility of repos created by this call.
+        recipe: The run's command and resolved recipe, shown in the card (see `hf_transfer.recipe_card`).
 
     Returns:
         The main repo's commit (`.oid` is its sha).
@@ -1228,6 +1236,7 @@ def publish_model(
         has_training_curve=curve is not None,
         has_confusion_matrix=confusion is not None,
         timm_repo_id=timm_repo_id,
+        recipe=recipe,
         **card_kwargs,
     )
     write_model_card(folder, card)
@@ -1261,6 +1270,7 @@ def publish(
     timm_repo_id: str | None = None,
     license: str | None = None,
     private: bool | None = None,
+    recipe: RunRecipe | None = None,
 ) -> CommitInfo | None:
     """Publishes a finished recipe run: the model, its processors, plots and a card with the run's real numbers.
 
@@ -1286,6 +1296,7 @@ def publish(
         timm_repo_id: Also push a plain-timm export there (see `export_timm`).
         license: A Hub license id.
         private: Visibility of repos created by this call.
+        recipe: The run's command and resolved recipe, shown in the card (see `hf_transfer.recipe_card`).
 
     Returns:
         The main repo's commit, or None on processes other than the main one.
@@ -1344,6 +1355,7 @@ def publish(
         license=license,
         commit_message=commit_message,
         private=private,
+        recipe=recipe,
     )
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 import yaml
+from huggingface_hub import get_token
 from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
@@ -44,6 +45,7 @@ from hf_transfer.features import cache_backbone_features, cache_decision, collat
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, image_processor_for, load_processors, load_tokenizer
+from hf_transfer.recipe_card import RunRecipe
 from hf_transfer.training import (
     TEACHER_PREFIX,
     DistillationTrainer,
@@ -183,10 +185,9 @@ class ModelArguments:
             raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}.")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
-    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+def make_parser() -> HfArgumentParser:
+    """The recipe's parser, with the recipe's own defaults (before any recipe file)."""
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    argv = list(sys.argv[1:] if argv is None else argv)
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
         # launch --multi_gpu` on a machine with no GPU would silently train every rank alone on all the data.
@@ -194,6 +195,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
     # Every trainable parameter of an hf_transfer model takes part in the loss (frozen ones are not registered with
     # DDP, unused poolers are dropped), so DDP can skip its extra unused-parameter pass.
     parser.set_defaults(ddp_find_unused_parameters=False)
+    return parser
+
+
+def apply_recipe_file(parser: HfArgumentParser, argv: list[str]) -> list[str]:
+    """Sets the defaults from a recipe file given as the first argument; returns the remaining arguments."""
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         recipe = yaml.safe_load(Path(argv.pop(0)).read_text()) or {}
         recipe.pop("expected_results", None)  # documentation: what the recipe reached, see README
@@ -202,6 +208,27 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
         if unknown:
             raise ValueError(f"Unknown keys in the recipe: {unknown}. Valid keys are the flags of --help.")
         parser.set_defaults(**recipe)
+    return argv
+
+
+def resolved_recipe(argv: list[str], secrets: list[str | None] = ()) -> RunRecipe:
+    """The run's exact command and full resolved recipe (every flag that differs from the defaults: a recipe file
+    and the command line merged), secrets left out, for the card.
+
+    Args:
+        argv: The command line's arguments.
+        secrets: Secret values (the resolved Hub token) masked wherever they appear in the command.
+    """
+    parser = make_parser()
+    defaults = vars(parser.parse_args([]))
+    resolved = vars(parser.parse_args(apply_recipe_file(parser, list(argv))))
+    return RunRecipe.from_flags(resolved, defaults, argv=argv, secrets=[s for s in secrets if s])
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+    parser = make_parser()
+    argv = apply_recipe_file(parser, list(sys.argv[1:] if argv is None else argv))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.backbone and model_args.model_name_or_path:
         raise ValueError(
@@ -592,6 +619,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     check_distributed(training_args)
 
@@ -617,6 +645,8 @@ def main(argv: list[str] | None = None) -> dict:
         from hf_transfer.hub import check_push_target, remove_secrets_from_args
 
         hub_token = training_args.hub_token
+        # The card's "Reproduce" section: resolved now, while the token is known (and masked)
+        recipe = resolved_recipe(argv, secrets=[hub_token, get_token()])
         training_args.hub_model_id = check_push_target(
             training_args.hub_model_id or Path(training_args.output_dir).name, hub_token
         )
@@ -814,6 +844,7 @@ def main(argv: list[str] | None = None) -> dict:
             repo_id=training_args.hub_model_id,
             token=hub_token,
             timm_repo_id=model_args.hub_timm_model_id,
+            recipe=recipe,
         )
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():

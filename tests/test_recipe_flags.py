@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel
 
 finetune = fixtures.load_recipe_script("finetune_flags")
@@ -281,3 +282,36 @@ def test_an_ambiguous_label_column_is_an_error_naming_the_flags(bert, tmp_path):
     )
     config = read_json(out / "config.json")
     assert config["problem_type"] == "single_label_classification" and len(config["id2label"]) == 5
+
+
+# ---- 3. A card that reproduces its model ----
+
+
+def test_the_recipe_from_a_pushed_card_reproduces_the_eval_metrics(data, hub_server, tmp_path):
+    """A run pushed with its token on the command line; its card's recipe, run again offline (no push), gives the
+    same eval metrics. The token is nowhere in the card, the command in it is the exact one, secrets masked."""
+    from huggingface_hub import hf_hub_download
+
+    from hf_transfer.recipe_card import recipe_from_card
+
+    recipe_file = tmp_path / "base.yaml"
+    recipe_file.write_text(f"backbone: [timm:test_resnet]\nrandom_init: true\ndataset_name: {data / 'cifar10'}\n")
+    repo_id = "test-user/card-recipe"
+    argv = [recipe_file, "--head", "mlp", "--head_hidden_sizes", "8", "--do_train", "--do_eval", "--max_steps", "3"]
+    argv += ["--learning_rate", "0.01", "--seed", "7", "--output_dir", tmp_path / "first"]
+    argv += ["--push_to_hub", "--hub_model_id", repo_id, "--hub_token", hub_server.token]
+    first = run(argv)
+
+    card = Path(hf_hub_download(repo_id, "README.md", token=hub_server.token)).read_text()
+    assert hub_server.token not in card
+    assert "--hub_token '<redacted>'" in card and "--head_hidden_sizes 8" in card
+    recipe = recipe_from_card(card)
+    assert recipe["seed"] == 7 and recipe["head"] == "mlp" and recipe["random_init"] is True  # from the recipe file
+    assert "hub_token" not in recipe and recipe["per_device_eval_batch_size"] == 16  # from the command line
+    assert "transformers:" in card.split("```yaml")[-1]  # versions, as comments of the recipe
+
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(recipe))
+    second = finetune.main([str(again), "--output_dir", str(tmp_path / "second"), "--push_to_hub", "false"])
+    for key in ("eval_loss", "eval_accuracy", "train_loss"):
+        assert second[key] == pytest.approx(first[key], rel=1e-6), key
