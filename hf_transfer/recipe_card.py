@@ -4,17 +4,21 @@
 The recipe is every flag that differs from the defaults (a YAML recipe file and the command line merged), as a
 YAML file `recipes/finetune.py` reads back, with the seed always included and the library versions as comments.
 Secrets never land in it: `*_token` flags are dropped from the recipe and their values masked in the command.
+Local paths are not published either (as elsewhere in the card): they are shown by their last component, and the
+reader passes their own on the command line (`--dataset_name my/cifar10`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -34,10 +38,21 @@ def is_secret_flag(name: str) -> bool:
     return name.endswith("token") or "password" in name or "secret" in name
 
 
+def _looks_like_local_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or "\\" in value or os.path.isabs(value) or os.path.exists(value)
+
+
+def _public(value: str) -> str:
+    """A local path by its last component (a card does not publish local paths); anything else as it is."""
+    return Path(value).name if _looks_like_local_path(value) else value
+
+
 def _plain(value: Any) -> Any:
-    """A flag value as YAML writes it (enums by value, tuples as lists)."""
+    """A flag value as YAML writes it (enums by value, tuples as lists, local paths by their last component)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, str):
+        return _public(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -46,8 +61,8 @@ def _plain(value: Any) -> Any:
 
 
 def redact_command(argv: Sequence[str], secrets: Sequence[str] = ()) -> list[str]:
-    """The command line with every secret masked: the value of a `--*_token` flag, and any argument containing one
-    of `secrets` (a token resolved elsewhere).
+    """The command line with every secret masked (the value of a `--*_token` flag, and any argument containing one
+    of `secrets`, a token resolved elsewhere) and local paths shown by their last component.
 
     Args:
         argv: The arguments.
@@ -70,6 +85,11 @@ def redact_command(argv: Sequence[str], secrets: Sequence[str] = ()) -> list[str
         for secret in secrets:
             if secret:
                 arg = arg.replace(secret, REDACTED)
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+            arg = f"{name}={_public(value)}"
+        elif not arg.startswith("--"):
+            arg = _public(arg)
         out.append(arg)
     return out
 
@@ -149,7 +169,8 @@ def render_recipe_section(recipe: RunRecipe | None) -> str | None:
         f"{_SECTION}\nThis model was trained with (seed {recipe.seed}; {versions}):\n\n"
         f"```bash\n{recipe.command}\n```\n\n"
         "The full resolved recipe: every flag that differs from the defaults. Save it as `recipe.yaml` and run "
-        "`python recipes/finetune.py recipe.yaml` to train it again (flags on the command line override it).\n\n"
+        "`python recipes/finetune.py recipe.yaml` to train it again; flags on the command line override it (local "
+        "paths are shown by their last component: pass yours, e.g. `--dataset_name path/to/data`).\n\n"
         f"```yaml\n{recipe.to_yaml()}```"
     )
 

@@ -3,6 +3,7 @@ labels (issue 15): real Trainer runs on the tiny fixtures."""
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import fixtures
@@ -312,6 +313,25 @@ def test_the_recipe_from_a_pushed_card_reproduces_the_eval_metrics(data, hub_ser
 
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump(recipe))
-    second = finetune.main([str(again), "--output_dir", str(tmp_path / "second"), "--push_to_hub", "false"])
+    assert str(data) not in card and recipe["dataset_name"] == "cifar10"  # local paths: not published
+    local = ["--dataset_name", str(data / "cifar10"), "--output_dir", str(tmp_path / "second")]
+    second = finetune.main([str(again), *local, "--push_to_hub", "false"])
     for key in ("eval_loss", "eval_accuracy", "train_loss"):
         assert second[key] == pytest.approx(first[key], rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_class_weights_give_the_same_loss_under_ddp(data, tmp_path):
+    """Two CPU DDP ranks of 8 rows each: the weighted loss of the 16 rows equals one process's on all 16 (the
+    weighted sum is divided by the Trainer's item count over all ranks)."""
+    weights = ",".join(str(w) for w in range(1, 11))
+    argv = ["--backbone", "timm:test_vit", "--random_init", "--dataset_name", data / "cifar10", "--no_augmentation"]
+    argv += ["--do_train", "--max_train_samples", "16", "--max_steps", "1", "--class_weights", weights, "--seed", "1"]
+    single = run([*argv, "--output_dir", tmp_path / "one", "--per_device_train_batch_size", "16"])
+    command = [*fixtures.ACCELERATE_TWO_PROCESSES, str(fixtures.RECIPE_SCRIPT), *map(str, argv), *COMMON]
+    command += ["--output_dir", str(tmp_path / "ddp"), "--per_device_train_batch_size", "8"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "world size: 2" in result.stdout + result.stderr
+    ddp = read_json(tmp_path / "ddp" / "train_results.json")
+    assert ddp["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
