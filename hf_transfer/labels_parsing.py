@@ -131,7 +131,8 @@ def parse_label_strings(
                 list_like[0][2],
             )
         else:
-            split, row, example = (delimited or list_like)[0]
+            not_lists = [cell for cell in plain if not _LIST_LIKE.match(cell[2])]
+            split, row, example = (delimited or not_lists)[0]  # the cell that is not written as a list
             raise ValueError(
                 f"Label column {label_column!r} is ambiguous: split '{split}', row {row} is {example!r}. Is that "
                 "several labels (multi-label) or one class? Pass --label_delimiter (e.g. ',') and/or --problem_type "

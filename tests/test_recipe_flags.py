@@ -127,6 +127,34 @@ def test_a_transformers_sequence_classifier_is_evaluated_with_its_head(data, tmp
     assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)
 
 
+def test_a_transformers_image_classifier_is_evaluated_with_its_head_and_its_image_processor(tmp_path):
+    from PIL import Image
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    train_dir, validation_dir = fixtures.make_image_folders(tmp_path / "images", per_class=4)
+    labels = ["cat", "dog", "frog"]
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, num_labels=3, id2label=dict(enumerate(labels)),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    classifier = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    path = tmp_path / "vit_cls"
+    classifier.save_pretrained(path)
+    processor.save_pretrained(path)
+    results = run(
+        ["--model_name_or_path", path, "--train_dir", train_dir, "--validation_dir", validation_dir, "--do_eval"]
+        + ["--output_dir", tmp_path / "out"]
+    )
+    files = sorted((label, file) for label in labels for file in (validation_dir / label).glob("*.png"))
+    images = [Image.open(file).convert("RGB") for _, file in files]
+    targets = torch.tensor([labels.index(label) for label, _ in files])
+    with torch.no_grad():
+        expected = classifier(**processor(images, return_tensors="pt"), labels=targets).loss.item()
+    assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_backbone_and_model_name_or_path_exclude_each_other(data, trained, tmp_path):
     with pytest.raises(ValueError, match="exclude each other"):
         run([*RESNET, "--model_name_or_path", trained, "--dataset_name", data / "cifar10", "--output_dir", tmp_path])
@@ -335,3 +363,32 @@ def test_class_weights_give_the_same_loss_under_ddp(data, tmp_path):
     assert "world size: 2" in result.stdout + result.stderr
     ddp = read_json(tmp_path / "ddp" / "train_results.json")
     assert ddp["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
+
+
+def _labels_dataset(cells):
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({"train": Dataset.from_dict({"text": ["a"] * len(cells), "label": cells})})
+
+
+def test_label_parsing_refuses_what_it_cannot_read_unambiguously():
+    from datasets import ClassLabel
+
+    from hf_transfer.labels_parsing import check_problem_type, parse_label_strings
+
+    with pytest.raises(ValueError, match=r"row 1: \"\['a', b\]\" looks like a list but does not parse"):
+        parse_label_strings(_labels_dataset(["['a']", "['a', b]"]), "label")
+    with pytest.raises(ValueError, match=r"ambiguous: split 'train', row 1 is 'drama'"):
+        parse_label_strings(_labels_dataset(["['a', 'b']", "drama"]), "label")  # lists mixed with plain cells
+    with pytest.raises(ValueError, match="contradicts --problem_type regression"):
+        parse_label_strings(_labels_dataset(["1.0"]), "label", problem_type="regression", do_regression=False)
+    with pytest.raises(ValueError, match="--problem_type 'multi' is unknown; valid: single_label_classification"):
+        parse_label_strings(_labels_dataset(["a"]), "label", problem_type="multi")
+    ints = _labels_dataset([0, 1])
+    ints["train"] = ints["train"].cast_column("label", ClassLabel(names=["x", "y"]))
+    with pytest.raises(ValueError, match="--label_delimiter applies to a column of strings"):
+        parse_label_strings(ints, "label", label_delimiter=",")
+    with pytest.raises(ValueError, match="--problem_type multi_label_classification but label column 'label' holds"):
+        check_problem_type("multi_label_classification", "single_label_classification", "label")
+    raw, _ = parse_label_strings(_labels_dataset(["a | b", "c"]), "label", label_delimiter="|")
+    assert raw["train"]["label"] == [["a", "b"], ["c"]]
