@@ -410,6 +410,20 @@ def check_trained_model_flags(model_args: ModelArguments) -> None:
         )
 
 
+def check_plain_classifier_flags(model_args: ModelArguments, model) -> None:
+    """Flags that need an hf_transfer model's backbone layer groups or inputs, refused before any work for another
+    transformers classifier."""
+    defaults = ModelArguments(backbone=["x"])
+    needs_transfer = ("layer_decay", "head_lr_multiplier", "gradual_unfreezing", "teacher", "channels_last")
+    given = [f"--{name}" for name in needs_transfer if getattr(model_args, name) != getattr(defaults, name)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} need an hf_transfer model (backbone layer groups, its inputs); "
+            f"{model_args.model_name_or_path} is a {type(model).__name__}. Drop them, or transfer its backbone with "
+            f"--backbone {model_args.model_name_or_path}."
+        )
+
+
 def _plain_classifier_backbone(path: str, modality: str) -> dict:
     """The input description (a `config.backbones` entry) of a transformers classifier that is not an hf_transfer
     model, so the data pipeline prepares its inputs: its tokenizer, or its image processor's size and normalization."""
@@ -700,6 +714,8 @@ def main(argv: list[str] | None = None) -> dict:
         backbones = model.config.backbones
         logger.warning(f"Model: transfer from backbone(s) {', '.join(model_args.backbone)} with a new head.")
     is_transfer_model = getattr(model.config, "model_type", None) == "hf_transfer"
+    if not is_transfer_model:
+        check_plain_classifier_flags(model_args, model)
     if push_requested and not is_transfer_model:
         raise ValueError(
             f"--push_to_hub publishes hf_transfer models; {model_args.model_name_or_path} is a "

@@ -125,6 +125,11 @@ def test_a_transformers_sequence_classifier_is_evaluated_with_its_head(data, tmp
     with torch.no_grad():
         expected = classifier(**batch, labels=torch.tensor(validation.label.values)).loss.item()
     assert results["eval_loss"] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="--layer_decay need an hf_transfer model"):
+        run(
+            ["--model_name_or_path", path, "--dataset_name", data / "glue", "--dataset_config_name", "mrpc"]
+            + ["--do_train", "--layer_decay", "0.8", "--output_dir", tmp_path / "ld"]
+        )
 
 
 def test_a_transformers_image_classifier_is_evaluated_with_its_head_and_its_image_processor(tmp_path):
