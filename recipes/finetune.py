@@ -19,11 +19,14 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.nn.functional as F
 import transformers
 import yaml
+from huggingface_hub import get_token
 from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
+    EarlyStoppingCallback,
     HfArgumentParser,
     TrainingArguments,
     set_seed,
@@ -39,9 +42,10 @@ from hf_transfer.data import (
     prepare_datasets,
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
+from hf_transfer.hub.recipe import RunRecipe
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
-from hf_transfer.processing import build_processor, load_processors
+from hf_transfer.processing import build_processor, image_processor_for, load_processors, load_tokenizer
 from hf_transfer.training import (
     DistillationTrainer,
     Distiller,
@@ -141,15 +145,45 @@ class ModelArguments:
         },
     )
 
+    # ---- issue 15: a trained model used as it is; early stopping; class weights (flags block: using a model) ----
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A trained classifier to evaluate, predict with or train further, loaded WITH its head: an "
+            "hf_transfer model or any transformers sequence/image classifier (run_glue.py's flag). Exclusive with "
+            "--backbone, which starts a new model (a new head) from a backbone."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop training after this many evaluations without improvement of --metric_for_best_model "
+            "(transformers' EarlyStoppingCallback). Turns --load_best_model_at_end on; needs --eval_strategy and "
+            "--save_strategy epoch (or steps)."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much --metric_for_best_model must improve to count (with patience)."}
+    )
+    class_weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "Single-label classification on imbalanced data: `balanced` (sklearn's compute_class_weight on "
+            "the train labels) or one weight per class, `w1,w2,...` in label id order: weighted cross-entropy."
+        },
+    )
+    # ---- end of the issue 15 block ----
+
     def __post_init__(self):
         if self.head == "mlp" and not self.head_hidden_sizes:
             self.head_hidden_sizes = list(DEFAULT_MLP_HIDDEN_SIZES)
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}.")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
-    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+def make_parser() -> HfArgumentParser:
+    """The recipe's parser, with the recipe's own defaults (before any recipe file)."""
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    argv = list(sys.argv[1:] if argv is None else argv)
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
         # launch --multi_gpu` on a machine with no GPU would silently train every rank alone on all the data.
@@ -157,6 +191,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
     # Every trainable parameter of an hf_transfer model takes part in the loss (frozen ones are not registered with
     # DDP, unused poolers are dropped), so DDP can skip its extra unused-parameter pass.
     parser.set_defaults(ddp_find_unused_parameters=False)
+    return parser
+
+
+def apply_recipe_file(parser: HfArgumentParser, argv: list[str]) -> list[str]:
+    """Sets the defaults from a recipe file given as the first argument; returns the remaining arguments."""
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         recipe = yaml.safe_load(Path(argv.pop(0)).read_text()) or {}
         recipe.pop("expected_results", None)  # documentation: what the recipe reached, see README
@@ -165,10 +204,74 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
         if unknown:
             raise ValueError(f"Unknown keys in the recipe: {unknown}. Valid keys are the flags of --help.")
         parser.set_defaults(**recipe)
+    return argv
+
+
+def resolved_recipe(argv: list[str], secrets: list[str | None] = ()) -> RunRecipe:
+    """The run's exact command and full resolved recipe (every flag that differs from the defaults: a recipe file
+    and the command line merged), secrets left out, for the card.
+
+    Args:
+        argv: The command line's arguments.
+        secrets: Secret values (the resolved Hub token) masked wherever they appear in the command.
+    """
+    parser = make_parser()
+    defaults = vars(parser.parse_args([]))
+    resolved = vars(parser.parse_args(apply_recipe_file(parser, list(argv))))
+    return RunRecipe.from_flags(resolved, defaults, argv=argv, secrets=[s for s in secrets if s])
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+    parser = make_parser()
+    argv = apply_recipe_file(parser, list(sys.argv[1:] if argv is None else argv))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if not model_args.backbone:
-        parser.error("--backbone is required (in the recipe or on the command line).")
+    if model_args.backbone and model_args.model_name_or_path:
+        raise ValueError(
+            f"--backbone {' '.join(model_args.backbone)} and --model_name_or_path {model_args.model_name_or_path} "
+            "exclude each other: --backbone starts a new model (new head) from a backbone (transfer); "
+            "--model_name_or_path evaluates, predicts with or trains further a trained classifier with its head."
+        )
+    if not model_args.backbone and not model_args.model_name_or_path:
+        parser.error(
+            "--backbone (transfer from a backbone) or --model_name_or_path (a trained classifier, with its head) is "
+            "required, in the recipe or on the command line."
+        )
+    if model_args.early_stopping_patience is not None and not training_args.load_best_model_at_end:
+        check_early_stopping(training_args, best_model=False)
+        # The best-model settings early stopping needs; TrainingArguments checks them (and defaults
+        # metric_for_best_model to the loss) when parsed, so parse again with them on. A flag given still wins.
+        parser.set_defaults(load_best_model_at_end=True)
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if model_args.early_stopping_patience is not None:
+        check_early_stopping(training_args)
     return model_args, data_args, training_args
+
+
+def check_early_stopping(training_args: TrainingArguments, best_model: bool = True) -> None:
+    """Stops a run whose early stopping could never act: no evaluation, or the best model never kept.
+
+    Args:
+        training_args: The parsed training arguments.
+        best_model: Also require `load_best_model_at_end` (False before the recipe turns it on).
+    """
+    strategy = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy))
+    save = str(getattr(training_args.save_strategy, "value", training_args.save_strategy))
+    if strategy == "no":
+        raise ValueError(
+            "--early_stopping_patience stops on the evaluation metric, but this run never evaluates "
+            "(--eval_strategy no). Pass --eval_strategy epoch --save_strategy epoch (or steps for both)."
+        )
+    if save not in (strategy, "best"):
+        raise ValueError(
+            f"--early_stopping_patience keeps the best model (--load_best_model_at_end), which needs the same "
+            f"--save_strategy as --eval_strategy: got eval {strategy}, save {save}. Pass --save_strategy {strategy}."
+        )
+    if best_model and not training_args.load_best_model_at_end:
+        raise ValueError(
+            "--early_stopping_patience needs --load_best_model_at_end (transformers' EarlyStoppingCallback); "
+            "drop --load_best_model_at_end false."
+        )
 
 
 def check_distributed(training_args: TrainingArguments) -> None:
@@ -247,6 +350,247 @@ def card_hyperparameters(model_args: ModelArguments, data_args, task, num_backbo
     return shown
 
 
+# ---- issue 15 helpers: a trained model used as it is; label smoothing, class weights, early stopping ----
+
+# Flags that describe how to build a NEW model from backbones: meaningless for a trained one, so not ignored silently.
+MODEL_BUILDING_FLAGS = (
+    "backbone_weights",
+    "random_init",
+    "pooling",
+    "fusion",
+    "fusion_dim",
+    "head",
+    "head_hidden_sizes",
+    "head_activation",
+    "head_dropout",
+    "freeze",
+    "num_frozen_groups",
+    "image_size",
+)
+
+
+def check_trained_model_flags(model_args: ModelArguments) -> None:
+    """With --model_name_or_path the model is used as saved: a flag that would build a different one is an error."""
+    defaults = ModelArguments(backbone=["x"])
+    given = [f"--{name}" for name in MODEL_BUILDING_FLAGS if getattr(model_args, name) != getattr(defaults, name)]
+    if model_args.head_hidden_sizes == list(DEFAULT_MLP_HIDDEN_SIZES):  # --head mlp's default, not a flag given
+        given = [flag for flag in given if flag != "--head_hidden_sizes"]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} build a new model from --backbone; --model_name_or_path "
+            f"{model_args.model_name_or_path} is used as it was saved (backbones, head, freezing). Drop them, or "
+            "pass --backbone to transfer from that model's backbone with a new head."
+        )
+
+
+def check_plain_classifier_flags(model_args: ModelArguments, model) -> None:
+    """Flags that need an hf_transfer model's backbone layer groups or inputs, refused before any work for another
+    transformers classifier."""
+    defaults = ModelArguments(backbone=["x"])
+    needs_transfer = ("layer_decay", "head_lr_multiplier", "gradual_unfreezing", "teacher", "channels_last")
+    given = [f"--{name}" for name in needs_transfer if getattr(model_args, name) != getattr(defaults, name)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} need an hf_transfer model (backbone layer groups, its inputs); "
+            f"{model_args.model_name_or_path} is a {type(model).__name__}. Drop them, or transfer its backbone with "
+            f"--backbone {model_args.model_name_or_path}."
+        )
+
+
+def _plain_classifier_backbone(path: str, modality: str) -> dict:
+    """The input description (a `config.backbones` entry) of a transformers classifier that is not an hf_transfer
+    model, so the data pipeline prepares its inputs: its tokenizer, or its image processor's size and normalization."""
+    if modality == "text":
+        return {"modality": "text", "input_suffix": "", "source": path}
+    from transformers import AutoImageProcessor
+
+    image_processor = AutoImageProcessor.from_pretrained(path)
+    size = image_processor.size
+    height = size.get("height") or size.get("shortest_edge")
+    width = size.get("width") or size.get("shortest_edge")
+    resample = getattr(image_processor, "resample", None)
+    return {
+        "modality": "image",
+        "input_suffix": "",
+        "source": path,
+        "data_config": {
+            "input_size": [3, height, width],
+            "mean": list(image_processor.image_mean),
+            "std": list(image_processor.image_std),
+            "interpolation": "bicubic" if int(resample or 2) == 3 else "bilinear",
+            "crop_pct": 1.0,
+        },
+    }
+
+
+def load_trained_model(path: str, task) -> tuple[torch.nn.Module, list[dict], list, object]:
+    """Loads a trained classifier WITH its head (`--model_name_or_path`) and checks it fits the data's labels.
+
+    Args:
+        path: An hf_transfer model, or any transformers sequence / image classifier (folder or Hub id).
+        task: The data's `TaskInfo`.
+
+    Returns:
+        `(model, backbones, processors, processor)`: the model, its inputs as `config.backbones` entries, one
+        processor per input, and the processor saved with the outputs.
+    """
+    auto_class = AutoModelForImageClassification if task.modality == "image" else AutoModelForSequenceClassification
+    model = auto_class.from_pretrained(path)
+    check_labels_match(model.config, task, path)
+    if model.config.problem_type is None:  # transformers classifiers often leave it unset: the data says
+        model.config.problem_type = task.problem_type
+    if getattr(model.config, "model_type", None) == "hf_transfer":
+        processors = load_processors(model.config, path)
+        return model, list(model.config.backbones), processors, build_processor(model.config, processors)
+    backbones = [_plain_classifier_backbone(path, task.modality)]
+    if task.modality == "text":
+        processor = load_tokenizer(backbones[0])
+        return model, backbones, [processor], processor
+    from transformers import AutoImageProcessor
+
+    processors = [image_processor_for(backbones[0])]
+    return model, backbones, processors, AutoImageProcessor.from_pretrained(path)
+
+
+def check_labels_match(config, task, path: str) -> None:
+    """The data's labels must be the model's, in the model's id order (its head's rows)."""
+    model_problem = config.problem_type
+    if model_problem is not None and model_problem != task.problem_type:
+        raise ValueError(
+            f"--model_name_or_path {path} is a {model_problem} model; the data's labels are {task.problem_type}."
+        )
+    model_labels = [config.id2label[i] for i in sorted(config.id2label)]
+    data_labels = task.label_list or ["LABEL_0"]
+    if len(model_labels) != len(data_labels):
+        raise ValueError(
+            f"--model_name_or_path {path} predicts {len(model_labels)} labels {model_labels}; the data has "
+            f"{len(data_labels)}: {data_labels}. Use data with the model's labels, or --backbone {path} to "
+            "transfer its backbone with a new head."
+        )
+    generic = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
+    if task.label_list and not generic and model_labels != data_labels:
+        raise ValueError(
+            f"--model_name_or_path {path} has labels {model_labels} (in id order); the data's are {data_labels}. "
+            "They must be the same labels in the same order."
+        )
+    if task.label_list and generic:
+        logger.warning(f"{path} names its labels {model_labels}: taking them as the data's {data_labels}, in order.")
+
+
+def check_label_smoothing(training_args: TrainingArguments, problem_type: str) -> None:
+    """Label smoothing smooths a class distribution: single-label classification only (else the first step fails
+    with "gather(): Expected dtype int32/int64")."""
+    if training_args.label_smoothing_factor and problem_type != "single_label_classification":
+        raise ValueError(
+            f"--label_smoothing_factor {training_args.label_smoothing_factor} applies to single-label "
+            f"classification; this data is {problem_type}. Drop the flag (or set it to 0)."
+        )
+
+
+def resolve_class_weights(spec: str, train_labels, task) -> torch.Tensor:
+    """`--class_weights balanced` (sklearn's `compute_class_weight`, n_samples / (n_classes * count)) or
+    `w1,w2,...` (one per label id), checked against the labels.
+
+    Args:
+        spec: The flag's value.
+        train_labels: The train split's label ids.
+        task: The data's `TaskInfo`.
+    """
+    if task.problem_type != "single_label_classification":
+        raise ValueError(
+            f"--class_weights weighs the classes of single-label classification; this data is {task.problem_type}."
+        )
+    if spec.strip().lower() == "balanced":
+        import numpy as np
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.asarray(train_labels)
+        missing = sorted(set(range(task.num_labels)) - set(labels.tolist()))
+        if missing:
+            raise ValueError(
+                "--class_weights balanced: classes "
+                + ", ".join(task.id2label[i] for i in missing)
+                + " have no train example, so they get no weight; give the weights as w1,w2,..."
+            )
+        weights = compute_class_weight("balanced", classes=np.arange(task.num_labels), y=labels)
+    else:
+        try:
+            weights = [float(w) for w in spec.split(",")]
+        except ValueError as err:
+            raise ValueError(f"--class_weights {spec!r}: give `balanced` or numbers `w1,w2,...` ({err}).") from err
+        if len(weights) != task.num_labels:
+            raise ValueError(
+                f"--class_weights has {len(weights)} weights for {task.num_labels} labels "
+                f"({', '.join(task.label_list)}); give one per label, in this order."
+            )
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"--class_weights {spec!r}: weights must be >= 0, at least one > 0.")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class WeightedCrossEntropy:
+    """The Trainer's `compute_loss_func` for `--class_weights`: cross-entropy with one weight per class (and the
+    run's label smoothing, which the Trainer does not apply when a loss function is given). The weights live here
+    only, not in the model's config, so the saved model reloads as any other.
+
+    The sum over the batch is divided by `num_items_in_batch` (the Trainer's count over the accumulated batch and
+    all ranks), so gradient accumulation and DDP give the same loss as one large batch.
+    """
+
+    def __init__(self, weights: torch.Tensor, label_smoothing: float = 0.0):
+        self.weights = weights
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        loss = F.cross_entropy(
+            logits.view(-1, logits.shape[-1]).float(),
+            labels.view(-1),
+            weight=self.weights.to(logits.device),
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
+        )
+        count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+        return loss / count
+
+
+# ---- end of the issue 15 helpers ----
+
+
+def build_transfer_model(model_args: ModelArguments, task) -> tuple[torch.nn.Module, list, object]:
+    """A new hf_transfer model from `--backbone` with a new head (transfer), with its processors.
+
+    Returns:
+        `(model, processors, processor)`: the model, one processor per backbone, and the processor saved with it.
+    """
+    model_class = TransferForImageClassification if task.modality == "image" else TransferForSequenceClassification
+    model = model_class.from_backbones(
+        backbone_specs(model_args),
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id=task.label2id,
+        problem_type=task.problem_type,
+        fusion=model_args.fusion,
+        fusion_dim=model_args.fusion_dim,
+        head=model_args.head,
+        head_hidden_sizes=model_args.head_hidden_sizes,
+        head_activation=model_args.head_activation,
+        head_dropout=model_args.head_dropout,
+        freeze=model_args.freeze,
+        num_frozen_groups=model_args.num_frozen_groups,
+    )
+    if model_args.image_size:
+        set_image_size(model.config, model_args.image_size)
+    if model_args.channels_last and not any(spec["modality"] == "image" for spec in model.config.backbones):
+        raise ValueError(
+            "--channels_last applies to image backbones; this model's backbones ("
+            + ", ".join(spec["source"] for spec in model.config.backbones)
+            + ") are all text. Drop the flag."
+        )
+    processors = load_processors(model.config)
+    return model, processors, build_processor(model.config, processors)  # the processor: saved with the model
+
+
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest checkpoint that was completely written (`trainer_state.json` is saved last). A run killed while
     saving leaves a partial `checkpoint-N`, which transformers' `get_last_checkpoint` would pick."""
@@ -262,6 +606,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     check_distributed(training_args)
 
@@ -287,6 +632,8 @@ def main(argv: list[str] | None = None) -> dict:
         from hf_transfer.hub import check_push_target, remove_secrets_from_args
 
         hub_token = training_args.hub_token
+        # The card's "Reproduce" section: resolved now, while the token is known (and masked)
+        recipe = resolved_recipe(argv, secrets=[hub_token, get_token()])
         training_args.hub_model_id = check_push_target(
             training_args.hub_model_id or Path(training_args.output_dir).name, hub_token
         )
@@ -316,54 +663,63 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. Data
     raw_datasets, task = load_raw_datasets(data_args, seed=training_args.seed)
 
-    # 2. Model
-    model_class = TransferForImageClassification if task.modality == "image" else TransferForSequenceClassification
-    model = model_class.from_backbones(
-        backbone_specs(model_args),
-        num_labels=task.num_labels,
-        id2label=task.id2label,
-        label2id=task.label2id,
-        problem_type=task.problem_type,
-        fusion=model_args.fusion,
-        fusion_dim=model_args.fusion_dim,
-        head=model_args.head,
-        head_hidden_sizes=model_args.head_hidden_sizes,
-        head_activation=model_args.head_activation,
-        head_dropout=model_args.head_dropout,
-        freeze=model_args.freeze,
-        num_frozen_groups=model_args.num_frozen_groups,
-    )
-    if model_args.image_size:
-        set_image_size(model.config, model_args.image_size)
-    if model_args.channels_last and not any(spec["modality"] == "image" for spec in model.config.backbones):
+    check_label_smoothing(training_args, task.problem_type)
+    class_weights = None
+    if model_args.class_weights and training_args.do_train:
+        if model_args.teacher:
+            raise ValueError("--class_weights and --teacher (distillation) have their own losses; use one of them.")
+        class_weights = resolve_class_weights(model_args.class_weights, raw_datasets["train"][task.label_column], task)
+        logger.warning(
+            f"Class weights ({model_args.class_weights}): {dict(zip(task.label_list, class_weights.tolist()))}"
+        )
+
+    # 2. Model: a trained classifier with its head (--model_name_or_path), or a new one from backbones (transfer)
+    if model_args.model_name_or_path:
+        check_trained_model_flags(model_args)
+        model, backbones, processors, processor = load_trained_model(model_args.model_name_or_path, task)
+        logger.warning(
+            f"Model: the trained classifier {model_args.model_name_or_path} WITH its head ("
+            + ("training it further" if training_args.do_train else "evaluating / predicting only")
+            + "; no new head, no transfer)."
+        )
+    else:
+        model, processors, processor = build_transfer_model(model_args, task)
+        backbones = model.config.backbones
+        logger.warning(f"Model: transfer from backbone(s) {', '.join(model_args.backbone)} with a new head.")
+    is_transfer_model = getattr(model.config, "model_type", None) == "hf_transfer"
+    if not is_transfer_model:
+        check_plain_classifier_flags(model_args, model)
+    if push_requested and not is_transfer_model:
         raise ValueError(
-            "--channels_last applies to image backbones; this model's backbones ("
-            + ", ".join(spec["source"] for spec in model.config.backbones)
-            + ") are all text. Drop the flag."
+            f"--push_to_hub publishes hf_transfer models; {model_args.model_name_or_path} is a "
+            f"{type(model).__name__}. Save it with --output_dir and push it with huggingface_hub."
         )
     if push_requested and model_args.hub_timm_model_id:
         from hf_transfer.hub import check_timm_exportable
 
         check_timm_exportable(model)  # before training, not after
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
+    logger.info(f"Model: {len(backbones)} backbone(s), {trainable:,} trainable parameters")
 
     # 3. Preprocessing: each backbone's own (image transforms / tokenizer); labels are checked against the model here
-    processors = load_processors(model.config)
-    processor = build_processor(model.config, processors)  # what inference needs: saved with the model
     train_dataset, eval_datasets, data_collator = prepare_datasets(
-        raw_datasets, task, model.config.backbones, processors, data_args, training_args
+        raw_datasets, task, backbones, processors, data_args, training_args
     )
     # --do_predict: the test split(s), checked before training (run_glue.py's flag and files)
     predict_datasets = (
-        prepare_predict_datasets(raw_datasets, task, model.config.backbones, processors, data_args)
+        prepare_predict_datasets(raw_datasets, task, backbones, processors, data_args)
         if training_args.do_predict
         else {}
     )
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
-    cache, why = cache_decision(model, augmentation=augmented, requested=model_args.cache_features)
+    if is_transfer_model:
+        cache, why = cache_decision(model, augmentation=augmented, requested=model_args.cache_features)
+    elif model_args.cache_features:
+        raise ValueError("--cache_features applies to hf_transfer models; drop it for this classifier.")
+    else:
+        cache, why = False, "off: not an hf_transfer model"
     if cache and (model_args.gradual_unfreezing or model_args.teacher):
         cache, why = False, "off: gradual unfreezing / distillation needs the raw inputs"
     logger.warning(f"Cached backbone features: {why}")
@@ -407,6 +763,12 @@ def main(argv: list[str] | None = None) -> dict:
                 unit=model_args.unfreeze_unit,
             )
         )
+    if model_args.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStoppingCallback(model_args.early_stopping_patience, model_args.early_stopping_threshold)
+        )
+    if class_weights is not None:  # the loss only: never in the model's config, which must reload as any other
+        trainer_kwargs["compute_loss_func"] = WeightedCrossEntropy(class_weights, training_args.label_smoothing_factor)
     if model_args.teacher:
         trainer_class = DistillationTrainer
         teacher = load_teacher(model_args.teacher, model.config)
@@ -475,6 +837,7 @@ def main(argv: list[str] | None = None) -> dict:
             predictions=predictions,
             hyperparameters=hyperparameters,
             timm_repo_id=model_args.hub_timm_model_id,
+            recipe=recipe,
         )
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -80,6 +80,20 @@ class DataTrainingArguments:
             "help": "Whether to do regression instead of classification. If None, will be inferred from the dataset."
         },
     )
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "single_label_classification, multi_label_classification or regression (transformers' "
+            "config.problem_type). Default: inferred from the label column; an ambiguous string column is an error."
+        },
+    )
+    label_delimiter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-label data from CSV: the character between a row's labels (e.g. ',' for "
+            "`action,comedy`). Cells written as lists (`['action', 'comedy']`) are detected without it."
+        },
+    )
     train_val_split: float | None = field(
         default=0.15, metadata={"help": "Percent to split off of train for validation."}
     )

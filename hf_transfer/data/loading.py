@@ -21,6 +21,7 @@ import datasets
 from datasets import ClassLabel, DatasetDict, Value
 
 from .images import check_images
+from .label_parsing import check_problem_type, parse_label_strings
 from .labels import _drop_unlabeled, _has_any_label, _normalize_labels
 
 if TYPE_CHECKING:
@@ -206,7 +207,12 @@ def load_raw_datasets(
     if image_column is not None and isinstance(features[image_column], Value):
         raw = _cast_image_paths(raw, image_column, data_args)
 
-    raw, problem_type, label_list = _normalize_labels(raw, label_column, data_args.do_regression)
+    # String cells naming several labels become lists first (--label_delimiter / --problem_type; never guessed)
+    raw, do_regression = parse_label_strings(
+        raw, label_column, data_args.label_delimiter, data_args.problem_type, data_args.do_regression
+    )
+    raw, problem_type, label_list = _normalize_labels(raw, label_column, do_regression)
+    check_problem_type(data_args.problem_type, problem_type, label_column)
     # GLUE marks missing labels -1 (stsb too); elsewhere -1 is a valid regression target.
     minus_one_missing = task is not None or problem_type != "regression"
     test_has_labels = any(

@@ -16,6 +16,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .recipe import RunRecipe, render_recipe_section
+
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
 
@@ -81,6 +83,7 @@ def render_model_card(
     timm_repo_id: str | None = None,
     license: str | None = None,
     tags: Sequence[str] = (),
+    recipe: RunRecipe | None = None,
 ) -> ModelCard:
     """Renders the model card: Hub metadata (`ModelCardData`, `model-index`) plus the prose of the card template.
 
@@ -105,6 +108,8 @@ def render_model_card(
             it and shows how to load it.
         license: A Hub license id (e.g. `"apache-2.0"`); check the backbones' and dataset's licenses.
         tags: Extra Hub tags.
+        recipe: The run's command and resolved recipe (`hf_transfer.hub.recipe.RunRecipe`): a "Reproduce"
+            section.
 
     Returns:
         The card; `write_model_card` saves it as README.md.
@@ -168,6 +173,7 @@ def render_model_card(
         "has_training_curve": has_training_curve,
         "has_confusion_matrix": has_confusion_matrix,
         "timm_repo_id": timm_repo_id,
+        "reproduce": render_recipe_section(recipe),
         "framework_versions": [_row(name, _version(dist)) for name, dist in _FRAMEWORKS],
     }
     return ModelCard.from_template(card_data, template_path=str(model_card_template_path()), **template_kwargs)

@@ -30,6 +30,7 @@ from .card import (
 )
 from .plots import plot_confusion_matrix, plot_training_curve
 from .push import TIMM_EXPORT_DIR, push_folder_to_hub
+from .recipe import RunRecipe
 from .timm_export import _timm_export_spec, export_timm
 
 __all__ = [
@@ -58,6 +59,7 @@ def publish_model(
     eval_predictions: Sequence[int] | np.ndarray | None = None,
     timm_repo_id: str | None = None,
     license: str | None = None,
+    recipe: RunRecipe | None = None,
     tags: Sequence[str] = (),
     commit_message: str | None = None,
     private: bool | None = None,
@@ -89,6 +91,7 @@ def publish_model(
         eval_predictions: Predicted label ids on `eval_split`.
         timm_repo_id: Also push a plain-timm export there (one timm backbone with a linear head only).
         license: A Hub license id for both cards.
+        recipe: The run's command and resolved recipe, shown in the card (see `hf_transfer.hub.recipe`).
         tags: Extra Hub tags.
         commit_message: The commit's title; by default it names the eval results.
         private: Visibility of repos created by this call.
@@ -147,6 +150,7 @@ def publish_model(
         has_training_curve=curve is not None,
         has_confusion_matrix=confusion is not None,
         timm_repo_id=timm_repo_id,
+        recipe=recipe,
         **card_kwargs,
     )
     write_model_card(folder, card)
@@ -179,6 +183,7 @@ def publish(
     commit_message: str | None = None,
     timm_repo_id: str | None = None,
     license: str | None = None,
+    recipe: RunRecipe | None = None,
     private: bool | None = None,
 ) -> CommitInfo | None:
     """Publishes a finished Trainer run: the model, its processors, plots and a card with the run's real numbers.
@@ -204,6 +209,7 @@ def publish(
         commit_message: The commit's title; by default it names the eval results.
         timm_repo_id: Also push a plain-timm export there (see `export_timm`).
         license: A Hub license id.
+        recipe: The run's command and resolved recipe, shown in the card (see `hf_transfer.hub.recipe`).
         private: Visibility of repos created by this call.
 
     Returns:
@@ -261,6 +267,7 @@ def publish(
         eval_predictions=predicted,
         timm_repo_id=timm_repo_id,
         license=license,
+        recipe=recipe,
         commit_message=commit_message,
         private=private,
     )
