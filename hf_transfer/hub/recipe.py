@@ -95,7 +95,7 @@ def redact_command(argv: Sequence[str], secrets: Sequence[str] = ()) -> list[str
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__  # the package's own version (its distribution is named differently)
+    from .. import __version__  # the package's own version (its distribution is named differently)
 
     versions = {"python": platform.python_version(), "hf_transfer": __version__}
     for name in RECIPE_LIBRARIES[1:]:
