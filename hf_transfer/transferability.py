@@ -144,10 +144,10 @@ def _spectrum(f: np.ndarray, y: np.ndarray) -> _Spectrum:
 
 def _evidence(alpha, beta, sigma, m2, res2, n: int, d: int) -> np.ndarray:
     """Log evidence of y ~ N(Fm, 1/beta), m ~ N(0, 1/alpha) at (alpha, beta), per sample (LogME's eq. 2)."""
+    # D/2·log α - ½·log|αI + βFᵀF| written as -½·Σ log(1 + σ_i β/α): finite as α → ∞ (features that explain nothing)
     return (
-        d / 2.0 * np.log(alpha)
-        + n / 2.0 * np.log(beta)
-        - 0.5 * np.log(alpha[None, :] + beta[None, :] * sigma[:, None]).sum(axis=0)
+        n / 2.0 * np.log(beta)
+        - 0.5 * np.log1p(sigma[:, None] * (beta / alpha)[None, :]).sum(axis=0)
         - beta / 2.0 * res2
         - alpha / 2.0 * m2
         - n / 2.0 * np.log(2 * np.pi)
@@ -243,7 +243,14 @@ def logme(
     solvers = {"fixed_point": _logme_fixed_point, "evidence_maximisation": _logme_evidence_maximisation}
     if method not in solvers:
         raise ValueError(f"Unknown LogME method {method!r}; valid: {', '.join(solvers)}.")
-    evidence, alpha, beta = solvers[method](_spectrum(f, y), n, d, tol, max_iter)
+    spectrum = _spectrum(f, y)
+    if not spectrum.sigma.any():
+        # all-zero features (e.g. a dead backbone): only the noise model y ~ N(0, 1/β) is left, with β = N / ‖y‖²
+        beta = n / np.clip((y**2).sum(axis=0), 1e-300, None)
+        evidence = 0.5 * np.log(beta) - 0.5 * beta * (y**2).sum(axis=0) / n - 0.5 * np.log(2 * np.pi)
+        alpha = np.full_like(beta, np.inf)
+    else:
+        evidence, alpha, beta = solvers[method](spectrum, n, d, tol, max_iter)
     score = float(evidence.mean())
     if return_details:
         return score, {"evidence": evidence, "alpha": alpha, "beta": beta}
@@ -361,6 +368,8 @@ def regularized_h_score(features: Any, labels: Any, rcond: float = 1e-15) -> flo
     f = _as_float64(features, "features", 2)
     ids, num_classes = _class_ids(labels, len(f))
     centered = f - f.mean(axis=0)
+    if not centered.any():  # constant features: nothing to explain (and no shrinkage target)
+        return 0.0
     shrinkage = float(ledoit_wolf_shrinkage(centered, assume_centered=True))
     empirical = centered.T @ centered / len(f)  # LedoitWolf's (biased) empirical covariance
     eigvals, eigvecs = np.linalg.eigh(empirical)

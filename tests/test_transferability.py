@@ -1,10 +1,21 @@
 # Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
 """Transferability scores against direct implementations of the papers' formulas, and the ranking recipe."""
 
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import fixtures
 import numpy as np
+import PIL.Image
 import pytest
 import scipy.stats
+import timm
 import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 
 from hf_transfer.transferability import (
     h_score,
@@ -168,6 +179,17 @@ def test_logme_rank_deficient_features():
     assert np.isfinite(a) and a == pytest.approx(b, rel=1e-6)
 
 
+def test_logme_of_all_zero_features_is_finite_and_lowest():
+    f, y = separable()
+    dead = logme(np.zeros_like(f), y)
+    assert np.isfinite(dead) and dead < logme(f, y)
+    n = len(y)
+    onehot = np.eye(4)[y]
+    beta = n / (onehot**2).sum(axis=0)  # the noise-only model's evidence, by hand
+    expected = np.mean(0.5 * np.log(beta) - 0.5 - 0.5 * np.log(2 * np.pi))
+    assert dead == pytest.approx(expected)
+
+
 # --- the other scores against their formulas --------------------------------------------------------------------
 
 
@@ -260,3 +282,125 @@ def test_bad_input_clear_errors(call, message):
     f, y = separable()
     with pytest.raises(ValueError, match=message):
         call(f, y)
+
+
+# --- the ranking recipe ---------------------------------------------------------------------------------------------
+
+RANK_SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "rank_backbones.py"
+
+
+def colour_images(n_train=48, n_test=24, seed=0) -> DatasetDict:
+    """Three classes told apart by colour (plus noise): easy for any conv net, random init included."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]])
+    features = Features({"image": Image(), "label": ClassLabel(names=["red", "green", "blue"])})
+
+    def split(n):
+        labels = rng.permutation(np.arange(n) % 3)
+        images = [
+            PIL.Image.fromarray(np.clip(colours[k] + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8))
+            for k in labels
+        ]
+        return Dataset.from_dict({"image": images, "label": labels.tolist()}, features=features)
+
+    return DatasetDict({"train": split(n_train), "test": split(n_test)})
+
+
+@pytest.fixture(scope="module")
+def rank_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rank")
+    colours = fixtures.write_hub_layout(colour_images(), root / "colours")
+    one_class = colour_images()
+    one_class = one_class.map(lambda row: {"label": 0})
+    dead = timm.create_model("test_resnet")
+    for p in dead.parameters():
+        torch.nn.init.zeros_(p)  # a "pretrained" file whose features are all zero: worse than random init
+    torch.save(dead.state_dict(), root / "dead.pth")
+    torch.manual_seed(1)
+    torch.save(timm.create_model("test_resnet").state_dict(), root / "random.pth")  # stands in for real weights
+    return SimpleNamespace(
+        root=root,
+        colours=colours,
+        one_class=fixtures.write_hub_layout(one_class, root / "one_class"),
+        text=fixtures.make_glue(root, tasks=("sst2",), n=40) / "sst2",
+        dead=root / "dead.pth",
+        random=root / "random.pth",
+    )
+
+
+def load_rank_script():
+    spec = importlib.util.spec_from_file_location("rank_backbones", RANK_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rank_backbones"] = module  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_rank(args, **kwargs):
+    command = [sys.executable, str(RANK_SCRIPT)] + [str(a) for a in args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.mark.slow
+def test_rank_script_ranks_flags_and_validates(rank_data, tmp_path):
+    out = tmp_path / "ranking"
+    result = run_rank(
+        ["--dataset_name", rank_data.colours, "--backbone", "test_resnet", "timm:test_resnet"]
+        + ["--backbone_weights", rank_data.dead, rank_data.random, "--output_dir", out, "--validate", "linear_probe"]
+        + ["--probe_c", "1.0", "--per_device_eval_batch_size", "16"]
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "ranking.json").read_text())
+    rows = {(r["name"], r["kind"], r["weights"] is not None): r for r in report["results"]}
+    dead = rows[("test_resnet", "pretrained", True)]
+    assert dead["flagged"] and "NO BETTER THAN RANDOM INIT" in result.stdout
+    assert "no better than the same architecture from random init" in result.stderr
+    assert ("test_resnet", "random init", False) in rows and ("pixels", "raw inputs", False) in rows
+    # the zeroed file's head is all zero too: LEEP/NCE come from its (uniform) source classifier
+    assert {"logme", "h_score", "regularized_h_score", "transrate", "leep", "nce"} <= set(dead["scores"])
+    scores = [r["scores"]["logme"] for r in report["results"]]
+    assert scores == sorted(scores, reverse=True)  # best first
+    assert all(r["probe_accuracy"] is not None for r in report["results"])
+    assert set(report["kendall_tau"]) >= {"logme", "h_score"} and set(report["weighted_tau"]) >= {"logme"}
+    assert (out / "ranking.png").stat().st_size > 10_000
+    # the features went through the cache: a second run reuses them
+    again = run_rank(
+        ["--dataset_name", rank_data.colours, "--backbone", "timm:test_resnet", "--backbone_weights", rank_data.random]
+        + ["--output_dir", tmp_path / "again"]
+        + ["--per_device_eval_batch_size", "16", "--raw_reference", "false"]
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Reusing cached backbone features" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset_name", "{text}", "--backbone", "test_resnet"], "reads image but the data"),
+        (["--dataset_name", "{one_class}", "--backbone", "test_resnet"], "single class"),
+        (["--dataset_name", "{colours}", "--backbone", "test_resnet", "--scores", "logme", "bleu"], "bleu"),
+        (["--dataset_name", "{colours}", "--backbone", "test_resnet", "--validate", "fine_tune"], "linear_probe"),
+        (["--dataset_name", "{colours}", "--backbone", "test_resnet", "--rank_by", "leep"], "source classifier"),
+    ],
+    ids=["modality", "one_class", "unknown_score", "validate", "rank_by_leep"],
+)
+def test_rank_script_bad_input_fails_before_features(rank_data, tmp_path, extra, message, monkeypatch):
+    rank = load_rank_script()
+    calls = []
+    monkeypatch.setattr(rank, "cache_backbone_features", lambda *a, **k: calls.append(a))
+    extra = extra + ["--backbone_weights", "{random}"]
+    argv = [a.format(**{k: str(v) for k, v in vars(rank_data).items()}) for a in extra]
+    with pytest.raises(ValueError, match=message):
+        rank.main(argv + ["--output_dir", str(tmp_path / "out")])
+    assert not calls  # no feature pass started
+
+
+def test_rank_script_without_labels_fails_clearly(rank_data, tmp_path):
+    rank = load_rank_script()
+    unlabelled = colour_images().remove_columns("label")
+    folder = fixtures.write_hub_layout(unlabelled, tmp_path / "unlabelled")
+    with pytest.raises(ValueError, match="[Ll]abel"):
+        rank.main(
+            ["--dataset_name", str(folder), "--backbone", "test_resnet", "--backbone_weights", str(rank_data.random)]
+            + ["--output_dir", str(tmp_path / "o")]
+        )
