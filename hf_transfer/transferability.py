@@ -322,8 +322,22 @@ def _centered_class_means(f: np.ndarray, ids: np.ndarray, num_classes: int) -> t
     return means, counts
 
 
+def _covariance_eigh(centered: np.ndarray, denominator: float) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero spectrum of ``cov = FcᵀFc / denominator``: eigenvalues and eigenvectors (D × k), from the smaller of
+    the D × D and N × N Gram matrices (the null space carries no class mean: the means are averages of rows)."""
+    n, d = centered.shape
+    if n >= d:
+        return np.linalg.eigh(centered.T @ centered / denominator)
+    eigvals, u = np.linalg.eigh(centered @ centered.T / denominator)
+    keep = eigvals > eigvals.max() * 1e-12 if eigvals.max() > 0 else np.zeros_like(eigvals, dtype=bool)
+    vectors = centered.T @ u[:, keep] / np.sqrt(eigvals[keep] * denominator)  # right singular vectors of Fc
+    return eigvals[keep], vectors
+
+
 def _between_class_trace(eigvals, eigvecs, means, counts, n, rcond) -> float:
     """tr(pinv(cov_f) cov_g) with cov_g = Σ_c n_c/(N-1) μ_c μ_cᵀ (the covariance of the class-mean features)."""
+    if eigvals.size == 0 or eigvals.max() <= 0:
+        return 0.0
     keep = eigvals > rcond * eigvals.max()
     projected = means @ eigvecs[:, keep]  # (C, k)
     return float((counts[:, None] * projected**2 / eigvals[keep]).sum() / (n - 1))
@@ -344,7 +358,7 @@ def h_score(features: Any, labels: Any, rcond: float = 1e-15) -> float:
     f = _as_float64(features, "features", 2)
     ids, num_classes = _class_ids(labels, len(f))
     centered = f - f.mean(axis=0)
-    eigvals, eigvecs = np.linalg.eigh(centered.T @ centered / (len(f) - 1))
+    eigvals, eigvecs = _covariance_eigh(centered, len(f) - 1)
     means, counts = _centered_class_means(f, ids, num_classes)
     return _between_class_trace(eigvals, eigvecs, means, counts, len(f), rcond)
 
@@ -371,10 +385,10 @@ def regularized_h_score(features: Any, labels: Any, rcond: float = 1e-15) -> flo
     if not centered.any():  # constant features: nothing to explain (and no shrinkage target)
         return 0.0
     shrinkage = float(ledoit_wolf_shrinkage(centered, assume_centered=True))
-    empirical = centered.T @ centered / len(f)  # LedoitWolf's (biased) empirical covariance
-    eigvals, eigvecs = np.linalg.eigh(empirical)
+    eigvals, eigvecs = _covariance_eigh(centered, len(f))  # LedoitWolf's (biased) empirical covariance
     # shrinking towards mu·I keeps the eigenvectors and moves every eigenvalue: one eigendecomposition for both
-    shrunk = (1 - shrinkage) * eigvals + shrinkage * np.trace(empirical) / f.shape[1]
+    mu = (centered**2).sum() / len(f) / f.shape[1]  # trace / D
+    shrunk = (1 - shrinkage) * eigvals + shrinkage * mu
     means, counts = _centered_class_means(f, ids, num_classes)
     return (1 - shrinkage) * _between_class_trace(shrunk, eigvecs, means, counts, len(f), rcond)
 

@@ -117,7 +117,10 @@ class CandidateResult:
 
     @property
     def label(self) -> str:
-        return self.name if self.kind == PRETRAINED else f"{self.name} ({self.kind})"
+        name = self.name
+        if "/" in name and Path(name).exists():  # a local directory: its last two parts are what a person reads
+            name = "/".join(Path(name).parts[-2:])
+        return name if self.kind == PRETRAINED else f"{name} ({self.kind})"
 
 
 @dataclass
@@ -418,7 +421,7 @@ def plot_ranking(report: RankingReport, path: Path) -> None:
         ax.scatter(ref_x, ref_y, marker="|", s=400, color="black", zorder=3, label="same architecture, random init")
     if raw is not None:
         ax.axvline(raw.scores[score], color="gray", linestyle="--", label="raw inputs")
-    ax.set_yticks(y, [c.name for c in candidates])
+    ax.set_yticks(y, [c.label for c in candidates])
     ax.set_xlabel(f"{score} (higher is better)")
     ax.set_title(f"Backbone ranking on {Path(str(report.dataset)).name}")
     ax.legend(loc="lower right", fontsize=8)

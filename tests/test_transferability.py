@@ -220,10 +220,13 @@ def test_feature_scores_match_formula(ours, direct):
     assert ours(f, y) == pytest.approx(direct(f, y), rel=1e-6)
 
 
-def test_regularized_h_score_is_stable_when_dims_exceed_samples():
+def test_h_scores_when_dims_exceed_samples():
     f, y = separable(n=50, classes=3, extra=200)
     value = regularized_h_score(f, y)
     assert np.isfinite(value) and 0 < value <= 2  # at most C - 1
+    assert value == pytest.approx(regularized_h_score_direct(f, y), rel=1e-7)  # the N × N Gram route
+    # the plain H-score saturates at C - 1 when the features can fit anything (its known weakness)
+    assert h_score(f, y) == pytest.approx(2.0, rel=1e-6)
 
 
 # --- scores rise as features separate the classes --------------------------------------------------------------
