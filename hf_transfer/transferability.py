@@ -504,28 +504,20 @@ class GuardResult:
 
 
 def _random_init_copy(model: Any, seed: int) -> Any:
-    """The same model with every backbone re-initialised (transformers' / timm's own init, seeded)."""
+    """The same model with every backbone rebuilt from its stored config: the library's own random init (timm's /
+    transformers'), seeded, frozen."""
     import torch
+
+    from .modeling_transfer import build_backbone
 
     clone = copy.deepcopy(model)
     base = clone.get_base_model()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for backbone in base.backbones:
-            inner = getattr(backbone, "model", backbone)
-            if hasattr(inner, "init_weights") and hasattr(inner, "config"):  # transformers PreTrainedModel
-                inner.init_weights()
-            else:  # timm: each layer's reset, then timm's own init where the model has one
-                for module in inner.modules():
-                    if hasattr(module, "reset_parameters"):
-                        module.reset_parameters()
-                    if hasattr(module, "reset_running_stats"):
-                        module.reset_running_stats()
-                if hasattr(inner, "init_weights"):
-                    try:
-                        inner.init_weights()
-                    except TypeError:
-                        pass
+        for index, spec in enumerate(base.config.backbones):
+            backbone = build_backbone(spec).to(next(base.backbones[index].parameters()).device)
+            backbone.requires_grad_(False)
+            base.backbones[index] = backbone
     return clone
 
 

@@ -140,6 +140,18 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = field(
         default=True, metadata={"help": "Accepted for compatibility with the example scripts (heads are rebuilt)."}
     )
+    # --- issue 12: negative-transfer guard (hf_transfer.transferability.check_transferability) ---
+    check_transferability: str | None = field(
+        default=None,
+        metadata={
+            "help": "Before training, compare the backbones' LogME with their random-init selves on the training "
+            "data: `warn` (also the bare flag) logs a warning if no better, `strict` stops the run.",
+            "nargs": "?",
+            "const": "warn",
+            "choices": ["warn", "strict"],
+        },
+    )
+    # --- end issue 12 ---
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
@@ -367,6 +379,15 @@ def main(argv: list[str] | None = None) -> dict:
     # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
     # Trainer's signature-based column removal would drop.
     training_args.remove_unused_columns = False
+    # --- issue 12: negative-transfer guard, before any training ---
+    if model_args.check_transferability and training_args.do_train and not model_args.random_init:
+        from hf_transfer.transferability import check_transferability
+
+        with training_args.main_process_first(desc="transferability check"):
+            check_transferability(
+                model, train_dataset, data_collator, mode=model_args.check_transferability, seed=training_args.seed
+            )
+    # --- end issue 12 ---
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation

