@@ -366,14 +366,15 @@ def test_rank_script_ranks_flags_and_validates(rank_data, tmp_path):
     assert all(r["probe_accuracy"] is not None for r in report["results"])
     assert set(report["kendall_tau"]) >= {"logme", "h_score"} and set(report["weighted_tau"]) >= {"logme"}
     assert (out / "ranking.png").stat().st_size > 10_000
-    # the features went through the cache: a second run reuses them
-    again = run_rank(
-        ["--dataset_name", rank_data.colours, "--backbone", "timm:test_resnet", "--backbone_weights", rank_data.random]
-        + ["--output_dir", tmp_path / "again"]
-        + ["--per_device_eval_batch_size", "16", "--raw_reference", "false"]
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Reusing cached backbone features" in again.stderr
+    # the features went through the cache: a frozen-backbone fine-tune of the winner with the same data flags reuses
+    # them instead of recomputing
+    finetune = [sys.executable, str(fixtures.RECIPE_SCRIPT), "--dataset_name", str(rank_data.colours)]
+    finetune += ["--backbone", "timm:test_resnet", "--backbone_weights", str(rank_data.random), "--freeze", "backbone"]
+    finetune += ["--no_augmentation", "--do_train", "--num_train_epochs", "1", "--output_dir", str(tmp_path / "ft")]
+    finetune += ["--per_device_eval_batch_size", "16", "--log_level", "info", "--report_to", "none"]
+    again = subprocess.run(finetune, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Reusing cached backbone features" in again.stdout + again.stderr
 
 
 @pytest.mark.parametrize(
