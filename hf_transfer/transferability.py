@@ -322,13 +322,17 @@ def _centered_class_means(f: np.ndarray, ids: np.ndarray, num_classes: int) -> t
     return means, counts
 
 
-def _covariance_eigh(centered: np.ndarray, denominator: float) -> tuple[np.ndarray, np.ndarray]:
+def _covariance_eigh(
+    centered: np.ndarray, denominator: float, gram: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Non-zero spectrum of ``cov = FcᵀFc / denominator``: eigenvalues and eigenvectors (D × k), from the smaller of
     the D × D and N × N Gram matrices (the null space carries no class mean: the means are averages of rows)."""
     n, d = centered.shape
+    if gram is None:
+        gram = centered.T @ centered if n >= d else centered @ centered.T
     if n >= d:
-        return np.linalg.eigh(centered.T @ centered / denominator)
-    eigvals, u = np.linalg.eigh(centered @ centered.T / denominator)
+        return np.linalg.eigh(gram / denominator)
+    eigvals, u = np.linalg.eigh(gram / denominator)
     keep = eigvals > eigvals.max() * 1e-12 if eigvals.max() > 0 else np.zeros_like(eigvals, dtype=bool)
     vectors = centered.T @ u[:, keep] / np.sqrt(eigvals[keep] * denominator)  # right singular vectors of Fc
     return eigvals[keep], vectors
@@ -363,6 +367,20 @@ def h_score(features: Any, labels: Any, rcond: float = 1e-15) -> float:
     return _between_class_trace(eigvals, eigvecs, means, counts, len(f), rcond)
 
 
+def _ledoit_wolf_shrinkage(centered: np.ndarray, gram: np.ndarray) -> float:
+    """Ledoit-Wolf shrinkage of the empirical covariance of centred ``X``, as ``sklearn.covariance.
+    ledoit_wolf_shrinkage`` computes it, from the Gram matrix the score needs anyway: its two block-wise products
+    reduce to ``‖XᵀX‖_F²`` (= ``‖XXᵀ‖_F²``) and ``Σ_n ‖x_n‖⁴``, so no second ``N × D²`` pass."""
+    n, d = centered.shape
+    row_norms2 = (centered**2).sum(axis=1)
+    mu = row_norms2.sum() / n / d
+    delta_ = (gram**2).sum() / n**2
+    beta = (np.dot(row_norms2, row_norms2) / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * row_norms2.sum() / n + d * mu**2) / d
+    beta = min(beta, delta)
+    return 0.0 if beta == 0 else float(beta / delta)
+
+
 def regularized_h_score(features: Any, labels: Any, rcond: float = 1e-15) -> float:
     """H-score with the Ledoit-Wolf shrunk feature covariance (Ibrahim et al., "Newer is not always better", ICLR
     2023; as tllib's ``regularized_h_score``): ``tr(cov_α(f)⁻¹ (1 - α) cov(E[f | y]))``, where
@@ -377,15 +395,14 @@ def regularized_h_score(features: Any, labels: Any, rcond: float = 1e-15) -> flo
     Returns:
         The regularised H-score (≥ 0; higher is better).
     """
-    from sklearn.covariance import ledoit_wolf_shrinkage
-
     f = _as_float64(features, "features", 2)
     ids, num_classes = _class_ids(labels, len(f))
     centered = f - f.mean(axis=0)
     if not centered.any():  # constant features: nothing to explain (and no shrinkage target)
         return 0.0
-    shrinkage = float(ledoit_wolf_shrinkage(centered, assume_centered=True))
-    eigvals, eigvecs = _covariance_eigh(centered, len(f))  # LedoitWolf's (biased) empirical covariance
+    gram = centered.T @ centered if len(f) >= f.shape[1] else centered @ centered.T
+    shrinkage = _ledoit_wolf_shrinkage(centered, gram)
+    eigvals, eigvecs = _covariance_eigh(centered, len(f), gram)  # LedoitWolf's (biased) empirical covariance
     # shrinking towards mu·I keeps the eigenvectors and moves every eigenvalue: one eigendecomposition for both
     mu = (centered**2).sum() / len(f) / f.shape[1]  # trace / D
     shrunk = (1 - shrinkage) * eigvals + shrinkage * mu

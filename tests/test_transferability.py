@@ -220,6 +220,19 @@ def test_feature_scores_match_formula(ours, direct):
     assert ours(f, y) == pytest.approx(direct(f, y), rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(300, 20), (40, 90)])
+def test_ledoit_wolf_shrinkage_from_the_gram_matches_sklearn(shape):
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from hf_transfer.transferability import _ledoit_wolf_shrinkage
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=shape) @ rng.normal(size=(shape[1], shape[1]))
+    x -= x.mean(axis=0)
+    gram = x.T @ x if shape[0] >= shape[1] else x @ x.T
+    assert _ledoit_wolf_shrinkage(x, gram) == pytest.approx(ledoit_wolf_shrinkage(x, assume_centered=True), rel=1e-9)
+
+
 def test_h_scores_when_dims_exceed_samples():
     f, y = separable(n=50, classes=3, extra=200)
     value = regularized_h_score(f, y)
