@@ -13,6 +13,7 @@ picked on 20 % of train), and of the scores vs the probes alone (both on the sam
     python benchmarks/bench_transferability.py                 # all targets, seed 0 (~15 min on 1 core)
     python benchmarks/bench_transferability.py --seeds 0 1 2   # mean ± std over subsamples
     python benchmarks/bench_transferability.py --scale         # score time on 50,000 × 2,048 features
+    python benchmarks/bench_transferability.py --scale --scale_only regularized
 
 Options: ``--targets``, ``--train``, ``--test``, ``--image_size``, ``--seeds``, ``--threads``, ``--out``.
 """
@@ -110,7 +111,7 @@ def run_target(target: str, data_dir: Path, out_dir: Path, args, seed: int) -> d
     }
 
 
-def scale(threads: int) -> None:
+def scale(threads: int, only: list[str] | None = None) -> None:
     """Time of each score on 50,000 × 2,048 float32 features, 10 classes (one eigendecomposition each)."""
     import numpy as np
 
@@ -132,6 +133,8 @@ def scale(threads: int) -> None:
             lambda: T.score_features(features, labels, source_logits=logits, scores=("leep", "nce")),
         ),
     ]:
+        if only and not any(name.startswith(o) for o in only):
+            continue
         start = time.perf_counter()
         value = call()
         print(f"  {name:34s} {time.perf_counter() - start:7.2f} s   ({value})")
@@ -197,6 +200,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scale", action="store_true", help="only time the scores on 50,000 × 2,048 features")
+    parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
     parser.add_argument("--out", default="bench_transferability.json")
     args = parser.parse_args()
 
@@ -211,7 +215,7 @@ def main() -> None:
     quiet_libraries(args.threads)
     print(machine_info())
     if args.scale:
-        scale(args.threads)
+        scale(args.threads, args.scale_only)
         return
     results = []
     for seed in args.seeds:
