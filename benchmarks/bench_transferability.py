@@ -100,6 +100,7 @@ def run_target(target: str, data_dir: Path, out_dir: Path, args, seed: int) -> d
                 "seconds_features": r.seconds_features,
                 "seconds_scores": r.seconds_scores,
                 "seconds_probe": r.seconds_probe,
+                "seconds_per_score": r.seconds_per_score,
             }
             for r in rows
         ],
@@ -108,6 +109,11 @@ def run_target(target: str, data_dir: Path, out_dir: Path, args, seed: int) -> d
         "seconds": {"features": features, "scores": scoring, "probes": probing, "script_total": total},
         "ranking_vs_probing": (features + probing) / (features + scoring),
         "scores_vs_probes": probing / scoring,
+        # ranking needs one score (--rank_by, LogME): its cost alone
+        "logme_vs_probes": probing / logme_seconds
+        if (logme_seconds := sum(r.seconds_per_score.get("logme", 0) for r in rows))
+        else None,
+        "ranking_logme_vs_probing": (features + probing) / (features + logme_seconds) if logme_seconds else None,
     }
 
 
@@ -138,6 +144,37 @@ def scale(threads: int, only: list[str] | None = None) -> None:
         start = time.perf_counter()
         value = call()
         print(f"  {name:34s} {time.perf_counter() - start:7.2f} s   ({value})")
+
+
+def time_scores(cache_dir: Path, n_train: int, repeats: int = 3) -> None:
+    """Times each score on feature files a run left in its cache (the train splits: ``n_train`` rows)."""
+    import datasets
+    import numpy as np
+
+    from hf_transfer.transferability import score_features
+
+    files = sorted(cache_dir.glob("hf_transfer_features/*.arrow"))
+    times: dict[str, list[float]] = {}
+    used = 0
+    for path in files:
+        table = datasets.Dataset.from_file(str(path)).with_format("numpy")
+        if len(table) != n_train:
+            continue
+        columns = table[:]
+        features = np.concatenate([columns[k] for k in sorted(columns) if k != "labels"], axis=1)
+        used += 1
+        for score in ("logme", "h_score", "regularized_h_score", "transrate"):
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                score_features(features, columns["labels"], scores=(score,))
+                best = min(best, time.perf_counter() - start)
+            times.setdefault(score, []).append(best)
+    print(f"{used} cached train feature sets of {n_train} rows in {cache_dir}; fastest of {repeats} per set:")
+    for score, values in times.items():
+        print(
+            f"  {score:22s} mean {np.mean(values):.3f} s per candidate (min {min(values):.3f}, max {max(values):.3f})"
+        )
 
 
 def summarise(results: list[dict]) -> str:
@@ -187,6 +224,13 @@ def summarise(results: list[dict]) -> str:
         f"(range {min(alone):.1f}–{max(alone):.1f})"
     )
     flagged = sum(row["flagged"] for r in results for row in r["rows"])
+    alone = [r["logme_vs_probes"] for r in results if r.get("logme_vs_probes")]
+    if alone:
+        e2e = [r["ranking_logme_vs_probing"] for r in results if r.get("ranking_logme_vs_probing")]
+        lines.append(
+            f"ranking by LogME alone vs linear-probing every candidate: {np.mean(e2e):.2f}× end to end; "
+            f"LogME vs probes on the same cached features {np.mean(alone):.1f}× (range {min(alone):.1f}–{max(alone):.1f})"
+        )
     lines.append(f"pretrained candidates flagged as no better than random init: {flagged}")
     return "\n".join(lines)
 
@@ -201,6 +245,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scale", action="store_true", help="only time the scores on 50,000 × 2,048 features")
     parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
+    parser.add_argument("--time_scores", help="a cache dir left by a run: time each score on its train features")
     parser.add_argument("--out", default="bench_transferability.json")
     args = parser.parse_args()
 
@@ -214,6 +259,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_libraries(args.threads)
     print(machine_info())
+    if args.time_scores:
+        time_scores(Path(args.time_scores), args.train)
+        return
     if args.scale:
         scale(args.threads, args.scale_only)
         return
