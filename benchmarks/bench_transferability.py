@@ -198,7 +198,8 @@ def summarise(results: list[dict]) -> str:
         lines.append(
             "| Kendall τ / weighted τ | "
             + " | ".join(
-                f"{r['kendall_tau'][s]:+.2f} / {r['weighted_tau'][s]:+.2f}" for s in scores if s in r["kendall_tau"]
+                f"{r['kendall_tau'][s]:+.2f} / {r['weighted_tau'][s]:+.2f}" if s in r["kendall_tau"] else "-"
+                for s in scores
             )
             + " | | |"
         )
@@ -245,6 +246,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scale", action="store_true", help="only time the scores on 50,000 × 2,048 features")
     parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
+    parser.add_argument("--summarise", help="print the summary of a results JSON and exit")
     parser.add_argument("--time_scores", help="a cache dir left by a run: time each score on its train features")
     parser.add_argument("--out", default="bench_transferability.json")
     args = parser.parse_args()
@@ -259,6 +261,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_libraries(args.threads)
     print(machine_info())
+    if args.summarise:
+        print(summarise(json.loads(Path(args.summarise).read_text())))
+        return
     if args.time_scores:
         time_scores(Path(args.time_scores), args.train)
         return
