@@ -485,7 +485,8 @@ def main(argv: list[str] | None = None) -> RankingReport:
     args, data_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     check_arguments(args)
-    state = PartialState()
+    # without GPUs, `accelerate launch` processes form a CPU (gloo) group only when asked to
+    state = PartialState(cpu=not torch.cuda.is_available())
     set_seed(args.seed)
     # features must be the same every time they are computed (and reusable by a frozen-backbone fine-tune)
     data_args.no_augmentation = True

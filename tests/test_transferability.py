@@ -471,3 +471,16 @@ def test_check_transferability_passes_real_pretrained_backbone_and_leaves_model_
     assert "better than random ones" in result.message()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.requires_grad for p in model.parameters())  # still a full fine-tune
+
+
+@pytest.mark.slow
+def test_rank_script_under_accelerate_launch(rank_data, tmp_path):
+    out = tmp_path / "ranking"
+    command = fixtures.ACCELERATE_TWO_PROCESSES + [str(RANK_SCRIPT), "--dataset_name", str(rank_data.colours)]
+    command += ["--backbone", "test_resnet", "--backbone_weights", str(rank_data.random), "--output_dir", str(out)]
+    command += ["--scores", "logme", "h_score", "--per_device_eval_batch_size", "16"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("Wrote ") == 1  # only the main process writes
+    report = json.loads((out / "ranking.json").read_text())
+    assert [r["kind"] for r in report["results"]].count("pretrained") == 1
