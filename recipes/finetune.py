@@ -174,6 +174,19 @@ class ModelArguments:
     )
     # ---- end of the issue 15 block ----
 
+    # --- issue 12: negative-transfer guard (hf_transfer.transferability.check_transferability) ---
+    check_transferability: str | None = field(
+        default=None,
+        metadata={
+            "help": "Before training, compare the backbones' LogME with their random-init selves on the training "
+            "data: `warn` (also the bare flag) logs a warning if no better, `strict` stops the run.",
+            "nargs": "?",
+            "const": "warn",
+            "choices": ["warn", "strict"],
+        },
+    )
+    # --- end issue 12 ---
+
     def __post_init__(self):
         if self.head == "mlp" and not self.head_hidden_sizes:
             self.head_hidden_sizes = list(DEFAULT_MLP_HIDDEN_SIZES)
@@ -711,6 +724,15 @@ def main(argv: list[str] | None = None) -> dict:
         if training_args.do_predict
         else {}
     )
+    # --- issue 12: negative-transfer guard, before any training ---
+    if model_args.check_transferability and training_args.do_train and not model_args.random_init:
+        from hf_transfer.transferability import check_transferability
+
+        with training_args.main_process_first(desc="transferability check"):
+            check_transferability(
+                model, train_dataset, data_collator, mode=model_args.check_transferability, seed=training_args.seed
+            )
+    # --- end issue 12 ---
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
