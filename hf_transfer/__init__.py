@@ -31,7 +31,9 @@ from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
 )
 
+from .configuration_multitask import MultiTaskConfig  # noqa: E402
 from .configuration_transfer import TransferConfig  # noqa: E402
+from .modeling_multitask import TransferForMultiTask  # noqa: E402
 from .modeling_transfer import (  # noqa: E402
     BackboneSpec,
     TransferForClassification,
@@ -47,13 +49,18 @@ AutoConfig.register(TransferConfig.model_type, TransferConfig, exist_ok=True)
 AutoModel.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForImageClassification.register(TransferConfig, TransferForImageClassification, exist_ok=True)
 AutoModelForSequenceClassification.register(TransferConfig, TransferForSequenceClassification, exist_ok=True)
+# Multi-task models (issue 13): their own model_type, so that AutoModel builds the model with all its heads.
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, TransferForMultiTask, exist_ok=True)
 
 __all__ = [
     "BackboneSpec",
+    "MultiTaskConfig",
     "TransferConfig",
     "TransferModel",
     "TransferPreTrainedModel",
     "TransferForClassification",
     "TransferForImageClassification",
     "TransferForSequenceClassification",
+    "TransferForMultiTask",
 ]
