@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import fixtures
 import pytest
 import torch
 import torch.nn.functional as F
@@ -227,3 +228,215 @@ def test_config_validates_tasks_directly():
     with pytest.raises(Exception, match="Two tasks are named"):
         MultiTaskConfig(tasks=[make_task("a", 2), make_task("a", 2)])
     assert make_task("a", 2, problem_type="single_label")["problem_type"] == "single_label_classification"
+
+
+# ------------------------------------------------------------------------------------------------- data plumbing
+
+
+def test_collator_fills_other_tasks_labels_with_the_masks():
+    from hf_transfer.multitask import MultiTaskCollator
+
+    tasks = [make_task("cls", 3), make_task("reg", 1), make_task("tags", 2, problem_type="multi_label")]
+    rows = [
+        {"x": 1, "labels": 2, "task": 0},
+        {"x": 2, "labels": 0.5, "task": 1},
+        {"x": 3, "labels": [1.0, 0.0], "task": 2},
+    ]
+
+    def inner(inputs):
+        assert all(set(row) == {"x"} for row in inputs)  # labels and task never reach the input collator
+        return {"x": torch.tensor([row["x"] for row in inputs])}
+
+    batch = MultiTaskCollator(inner, tasks)(rows)
+    assert batch["labels_cls"].tolist() == [2, -100, -100]
+    assert torch.isnan(batch["labels_reg"][[0, 2]]).all() and batch["labels_reg"][1] == 0.5
+    assert batch["labels_tags"].tolist() == [[-100, -100], [-100, -100], [1.0, 0.0]]
+
+
+@pytest.mark.parametrize("strategy", ["proportional", "temperature", "round_robin"])
+def test_sampler_keeps_the_budget_is_seeded_per_epoch_and_mixes_as_asked(strategy):
+    from hf_transfer.multitask import MultiTaskSampler
+
+    sizes = [90, 10]
+    sampler = MultiTaskSampler(sizes, strategy, temperature=3.0, seed=1)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 100 and list(MultiTaskSampler(sizes, strategy, 3.0, seed=1)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # a new order each epoch
+    small = sum(index >= 90 for index in first)
+    expected = {"proportional": 10, "temperature": 32, "round_robin": 50}[
+        strategy
+    ]  # 100 * 10^⅓ / (90^⅓ + 10^⅓) = 32.5
+    assert small == expected
+    if strategy == "proportional":
+        assert sorted(first) == list(range(100))
+    if strategy == "round_robin":
+        assert all((index >= 90) == (i % 2 == 1) for i, index in enumerate(first))
+
+
+def test_metrics_score_each_task_on_its_rows_and_average():
+    import numpy as np
+
+    from hf_transfer.multitask import MultiTaskMetrics
+
+    tasks = [make_task("a", 2), make_task("b", 1)]
+    logits = {"a": np.array([[1.0, 0], [0, 1], [1, 0], [0, 0]]), "b": np.array([[0.0], [0], [1], [2]])}
+    labels = (np.array([0, 0, -100, -100]), np.array([np.nan, np.nan, 1.0, 2.0], dtype=np.float32))
+    metrics = MultiTaskMetrics(tasks)((logits, labels))
+    assert metrics["a_accuracy"] == 0.5 and metrics["b_pearson"] == pytest.approx(1.0)
+    assert metrics["mean_score"] == pytest.approx(0.75)
+
+
+# ------------------------------------------------------------------------------------------------------ recipe
+
+ROOT = fixtures.RECIPE_SCRIPT.parents[1]
+
+
+@pytest.fixture(scope="module")
+def glue_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    fixtures.make_glue(root, tasks=("mrpc", "stsb", "sst2"), n=24)
+    bert = tmp_path_factory.mktemp("bert")
+    tokenizer = fixtures.tiny_tokenizer()
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    return root, str(bert)
+
+
+def write_recipe(path, bert, root, tasks=None, **extra):
+    import yaml
+
+    tasks = tasks or [
+        {"name": "paraphrase", "dataset_name": str(root / "glue"), "dataset_config_name": "mrpc"},
+        {"name": "similarity", "dataset_name": str(root / "glue"), "dataset_config_name": "stsb", "weight": 0.5},
+        {"name": "sentiment", "dataset_name": str(root / "glue"), "dataset_config_name": "sst2", "head": "mlp"}
+        | {"head_hidden_sizes": [16]},
+    ]
+    recipe = {"backbone": bert, "max_seq_length": 16, "tasks": tasks, **extra}
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_recipe(recipe, *flags):
+    finetune = fixtures.load_recipe_script()
+    return finetune.main([str(recipe), *map(str, flags), *fixtures.RECIPE_COMMON_FLAGS])
+
+
+def test_recipe_trains_every_task_and_reports_each(glue_data, tmp_path):
+    root, bert = glue_data
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "mt.yaml", bert, root, task_sampling="temperature")
+    results = run_recipe(recipe, "--output_dir", out, "--do_train", "--do_eval", "--max_steps", "3")
+    for key in ("eval_paraphrase_accuracy", "eval_paraphrase_f1", "eval_similarity_pearson"):
+        assert key in results, sorted(results)
+    assert "eval_sentiment_accuracy" in results and "eval_mean_score" in results
+    assert results["train_paraphrase_samples"] > 0
+    model = AutoModel.from_pretrained(out)
+    assert isinstance(model, TransferForMultiTask)
+    assert [t["name"] for t in model.config.tasks] == ["paraphrase", "similarity", "sentiment"]
+    assert model.config.task("similarity")["problem_type"] == "regression"
+    assert model.config.task("similarity")["weight"] == 0.5 and model.config.task("sentiment")["head"] == "mlp"
+    assert (out / "tokenizer.json").is_file()
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    index = card.data.to_dict()["model-index"][0]["results"]
+    assert len(index) == 3  # one model-index result per task
+    assert {r["task"]["name"] for r in index} == {"paraphrase", "similarity", "sentiment"}
+
+
+@pytest.mark.parametrize(
+    "tasks, message",
+    [
+        (
+            [{"name": "a", "dataset_name": "{glue}", "dataset_config_name": "mrpc"}] * 2,
+            "Two tasks are named 'a'",
+        ),
+        (
+            [
+                {"name": "a", "dataset_name": "{glue}", "dataset_config_name": "mrpc"},
+                {"name": "b", "dataset_name": "{glue}", "dataset_config_name": "sst2", "label_column_name": "stars"},
+            ],
+            "Task 'b': .*stars",
+        ),
+        (
+            [{"name": "a", "dataset_name": "{cifar}"}],
+            "Task 'a' .* has image data but the backbone",
+        ),
+        ([{"name": "a", "dataset_name": "{glue}", "colour": 1}], r"Unknown keys \['colour'\] in task 'a'"),
+        (
+            [{"name": "a", "dataset_name": "{glue}", "dataset_config_name": "mrpc", "problem_type": "regression"}],
+            "Task 'a'.*regression",
+        ),
+    ],
+)
+def test_bad_tasks_fail_before_training(tasks, message, glue_data, tmp_path):
+    root, bert = glue_data
+    if not (root / "cifar10").exists():
+        fixtures.make_cifar10(root, n_train=8, n_test=4)
+    paths = {"{glue}": str(root / "glue"), "{cifar}": str(root / "cifar10")}
+    tasks = [{k: paths.get(v, v) if isinstance(v, str) else v for k, v in task.items()} for task in tasks]
+    recipe = write_recipe(tmp_path / "bad.yaml", bert, root, tasks=tasks)
+    with pytest.raises(ValueError, match=message):
+        run_recipe(recipe, "--output_dir", tmp_path / "out", "--do_train", "--max_steps", "1")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def _script(args, launcher=None, **kwargs):
+    command = (launcher or [sys.executable]) + [str(fixtures.RECIPE_SCRIPT)] + [str(a) for a in args]
+    return subprocess.run(command + fixtures.RECIPE_COMMON_FLAGS, capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_trains_the_multitask_recipe_as_one_job(glue_data, tmp_path):
+    import json
+
+    root, bert = glue_data
+    out = tmp_path / "ddp"
+    recipe = write_recipe(tmp_path / "mt.yaml", bert, root, task_sampling="round_robin")
+    result = _script(
+        [recipe, "--output_dir", out, "--do_train", "--do_eval", "--num_train_epochs", "1"],
+        launcher=fixtures.ACCELERATE_TWO_PROCESSES,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "world size: 2" in log and "world size: 1" not in log
+    state = json.loads((out / "trainer_state.json").read_text())
+    train_samples = json.loads((out / "train_results.json").read_text())["train_samples"]
+    assert state["global_step"] == -(-train_samples // 16)  # 8 per device × 2 processes
+    results = json.loads((out / "all_results.json").read_text())
+    assert {"eval_paraphrase_accuracy", "eval_similarity_pearson", "eval_sentiment_accuracy"} <= set(results)
+
+
+@pytest.mark.slow
+def test_resumed_multitask_run_reaches_the_same_metrics(glue_data, tmp_path):
+    import json
+
+    root, bert = glue_data
+    recipe = write_recipe(tmp_path / "mt.yaml", bert, root, task_sampling="temperature")
+    common = [recipe, "--do_train", "--do_eval", "--max_steps", "8", "--seed", "3", "--learning_rate", "0.01"]
+    common += ["--save_strategy", "steps", "--save_steps", "4"]
+    reference = _script(common + ["--output_dir", tmp_path / "reference"], timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    # a run stopped after its step-4 checkpoint (kept) ...
+    partial = _script(common + ["--output_dir", tmp_path / "resumed", "--max_steps", "8"], timeout=600)
+    assert partial.returncode == 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "resumed" / "checkpoint-8")
+    for name in ("model.safetensors", "eval_results.json", "all_results.json", "trainer_state.json"):
+        (tmp_path / "resumed" / name).unlink()
+    # ... resumes from checkpoint-4 (found automatically) to the same model
+    resumed = _script(common + ["--output_dir", tmp_path / "resumed"], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = json.loads((tmp_path / "reference" / "eval_results.json").read_text())
+    got = json.loads((tmp_path / "resumed" / "eval_results.json").read_text())
+    for key in ("eval_loss", "eval_paraphrase_accuracy", "eval_similarity_pearson", "eval_mean_score"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
