@@ -803,13 +803,14 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
 def save_multitask_datasets(out_dir: str | os.PathLike, seed: int = 0, include_moderators: bool = True) -> dict:
     """Writes the three offline text tasks of `recipes/multitask_minilm_offline.yaml` as Hub-layout parquet.
 
-    * `sentiment`: Rotten Tomatoes fresh vs rotten (`hf_transfer.assets.rotten_tomatoes`, 80/20 split);
-    * `review_vs_plot`: Rotten Tomatoes review vs plot synopsis (`assets.rotten_tomatoes_review_vs_plot`, 80/20);
-    * `party`: 2016 debate statements by party (democrat / republican, plus moderator with `include_moderators`),
-      80/20 stratified.
+    * `sentiment`: Rotten Tomatoes fresh vs rotten (`hf_transfer.assets.rotten_tomatoes`: 10,201 / 2,551);
+    * `review_vs_plot`: the same reviews (same split) labelled `review`, plus the `plot` synopses split 80/20, so
+      that no text is in one task's training data and another task's held-out data;
+    * `party`: 2016 debate statements by party (`assets.debate_statements`: democrat / republican, plus
+      moderator with `include_moderators`), 80/20 stratified.
 
-    Each folder holds `train-00000-of-00001.parquet` and `test-00000-of-00001.parquet` (columns `text`, `label`);
-    `load_raw_datasets` carves validation from train.
+    Each folder holds `train-00000-of-00001.parquet` and `validation-00000-of-00001.parquet` (the held-out 20 %,
+    named `validation` so that the recipe evaluates on it); columns `text` and `label` (`ClassLabel`).
 
     Args:
         out_dir: Output directory.
@@ -819,23 +820,43 @@ def save_multitask_datasets(out_dir: str | os.PathLike, seed: int = 0, include_m
     Returns:
         Task name → directory.
     """
-    from datasets import DatasetDict
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets
 
     from . import assets
 
     out = Path(out_dir)
+    sentiment = assets.rotten_tomatoes(seed=seed)
+    reviews = {text for split in sentiment.values() for text in split["text"]}
+    everything = concatenate_datasets(list(assets.rotten_tomatoes_review_vs_plot(seed=seed).values()))
+    plots = sorted({t for t, label in zip(everything["text"], everything["label"]) if label == 1} - reviews)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["review", "plot"])})
+    plot_splits = Dataset.from_dict({"text": plots, "label": [1] * len(plots)}, features=features).train_test_split(
+        test_size=0.2, seed=seed
+    )
+    review_vs_plot = {
+        split: concatenate_datasets(
+            [
+                Dataset.from_dict(
+                    {"text": sentiment[split]["text"], "label": [0] * len(sentiment[split])}, features=features
+                ),
+                plot_splits[split],
+            ]
+        ).shuffle(seed=seed)
+        for split in ("train", "test")
+    }
     debates = assets.debate_statements(include_moderators=include_moderators)
-    splits = {
-        "sentiment": assets.rotten_tomatoes(seed=seed),
-        "review_vs_plot": assets.rotten_tomatoes_review_vs_plot(seed=seed),
+    tasks = {
+        "sentiment": sentiment,
+        "review_vs_plot": review_vs_plot,
         "party": debates.train_test_split(test_size=0.2, seed=seed, stratify_by_column="label"),
     }
     paths = {}
-    for name, dataset_dict in splits.items():
+    for name, splits in tasks.items():
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        for split, dataset in DatasetDict(dataset_dict).items():
-            dataset.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+        for split, dataset in DatasetDict(splits).items():
+            target = "validation" if split == "test" else split
+            dataset.to_parquet(str(folder / f"{target}-00000-of-00001.parquet"))
         paths[name] = str(folder)
     return paths
 

@@ -440,3 +440,17 @@ def test_resumed_multitask_run_reaches_the_same_metrics(glue_data, tmp_path):
     got = json.loads((tmp_path / "resumed" / "eval_results.json").read_text())
     for key in ("eval_loss", "eval_paraphrase_accuracy", "eval_similarity_pearson", "eval_mean_score"):
         assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+def test_shipped_multitask_recipes_parse(tmp_path):
+    from hf_transfer.multitask import parse_multitask_args
+
+    finetune = fixtures.load_recipe_script()
+    recipes = [r for r in sorted((ROOT / "recipes").glob("*.yaml")) if "\ntasks:" in r.read_text()]
+    assert {r.name for r in recipes} >= {"glue_multitask_bert.yaml", "multitask_minilm_offline.yaml"}
+    for recipe in recipes:
+        model_args, _, _, specs = parse_multitask_args(
+            [str(recipe), "--output_dir", str(tmp_path)], finetune.ModelArguments
+        )
+        assert model_args.backbone and len(specs) >= 3, recipe.name
+        assert "expected_results" in recipe.read_text(), recipe.name
