@@ -110,6 +110,8 @@ def test_adding_a_head_to_a_trained_model_leaves_the_other_outputs_unchanged():
     assert model.config.task("shape")["num_labels"] == 2 and model.task_names == ["shape", "size", "tags", "colour"]
     with torch.no_grad():
         assert torch.equal(model(pixels).logits["colour"], after["colour"])
+    model.set_task_weights(colour=0.25)
+    assert model.config.task("colour")["weight"] == 0.25
     model.remove_task("tags")
     assert model.task_names == ["shape", "size", "colour"] and "tags" not in dict(model.named_modules())["heads"]
     with pytest.raises(ValueError, match="exists already; use replace_task"):
@@ -132,6 +134,22 @@ def test_for_task_is_an_ordinary_classifier_with_the_same_logits_sharing_the_bac
     single.save_pretrained(tmp_path / "shape")
     reloaded = AutoModel.from_pretrained(tmp_path / "shape")
     assert reloaded.config.model_type == "hf_transfer"
+
+
+def test_a_task_taken_out_is_pushed_on_its_own_and_loads_from_the_hub(hub_server):
+    import uuid
+
+    from transformers import AutoModelForImageClassification
+
+    model = image_model().eval()
+    pixels = batch()["pixel_values"]
+    repo_id = f"test-user/shape-{uuid.uuid4().hex[:8]}"
+    model.for_task("shape").push_to_hub(repo_id)
+    pulled = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+    assert type(pulled).__name__ == "TransferForImageClassification"
+    assert pulled.config.id2label == {0: "circle", 1: "square", 2: "star"}
+    with torch.no_grad():
+        assert torch.equal(pulled(pixels).logits, model(pixels).logits["shape"])
 
 
 def test_text_task_taken_out_is_served_by_the_text_classification_pipeline(tmp_path):
@@ -454,3 +472,25 @@ def test_shipped_multitask_recipes_parse(tmp_path):
         )
         assert model_args.backbone and len(specs) >= 3, recipe.name
         assert "expected_results" in recipe.read_text(), recipe.name
+
+
+def test_image_tasks_train_jointly_on_a_timm_backbone(tmp_path):
+    import yaml
+
+    fixtures.make_cifar10(tmp_path, n_train=24, n_test=8)
+    fixtures.make_cifar100(tmp_path, n_train=24, n_test=8)
+    recipe = tmp_path / "images.yaml"
+    tasks = [
+        {"name": "objects", "dataset_name": str(tmp_path / "cifar10")},
+        {"name": "coarse", "dataset_name": str(tmp_path / "cifar100"), "label_column_name": "coarse_label"},
+    ]
+    recipe.write_text(yaml.safe_dump({"backbone": ["timm:test_resnet"], "random_init": True, "tasks": tasks}))
+    out = tmp_path / "out"
+    results = run_recipe(
+        recipe, "--output_dir", out, "--do_train", "--do_eval", "--max_steps", "2", "--task_sampling", "round_robin"
+    )
+    assert {"eval_objects_accuracy", "eval_coarse_accuracy", "eval_mean_accuracy"} <= set(results)
+    model = AutoModel.from_pretrained(out)
+    assert model.config.task("coarse")["num_labels"] == 20 and model.config.task("objects")["num_labels"] == 10
+    single = model.for_task("objects")
+    assert type(single).__name__ == "TransferForImageClassification"
