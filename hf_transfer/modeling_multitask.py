@@ -180,6 +180,11 @@ class TransferForMultiTask(TransferPreTrainedModel):
         """The tasks, in head order."""
         return self.config.task_names
 
+    def label_names(self) -> list[str]:
+        """The label keys, `labels_{task}` per task: pass them as `TrainingArguments(label_names=...)` so that the
+        Trainer hands them to `compute_metrics` (by default it looks for a single `labels` key)."""
+        return [f"{LABELS_PREFIX}{name}" for name in self.task_names]
+
     def add_task(self, name: str, num_labels: int, **task_options: Any) -> None:
         """Adds a task with a freshly initialised head; the backbones, the fusion and the other heads are kept.
 

@@ -724,7 +724,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
     eval_dataset = MultiTaskDataset([p.eval_datasets[info.eval_splits[0]] for p, info in zip(prepared, infos)], names)
     collator = MultiTaskCollator(prepared[0].data_collator, model.config.tasks)
     training_args.remove_unused_columns = False
-    training_args.label_names = [f"{LABELS_PREFIX}{name}" for name in names]
+    training_args.label_names = model.label_names()
     if training_args.world_size > 1 and not training_args.ddp_find_unused_parameters:
         # A batch may hold no row of some task; its head then gets no gradient on that rank.
         logger.warning("DDP: find_unused_parameters on (a batch may hold no row of a task).")

@@ -104,6 +104,7 @@ def test_adding_a_head_to_a_trained_model_leaves_the_other_outputs_unchanged():
     with torch.no_grad():
         after = model(pixels).logits
     assert list(after) == ["shape", "size", "tags", "colour"] and after["colour"].shape == (6, 5)
+    assert model.label_names() == ["labels_shape", "labels_size", "labels_tags", "labels_colour"]
     for name, logits in before.items():
         assert torch.equal(after[name], logits), name
     model.replace_task("shape", 2)
