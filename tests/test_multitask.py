@@ -495,3 +495,26 @@ def test_image_tasks_train_jointly_on_a_timm_backbone(tmp_path):
     assert model.config.task("coarse")["num_labels"] == 20 and model.config.task("objects")["num_labels"] == 10
     single = model.for_task("objects")
     assert type(single).__name__ == "TransferForImageClassification"
+
+
+def test_push_to_hub_uploads_the_model_and_a_card_with_every_task(glue_data, hub_server, tmp_path):
+    import uuid
+
+    from huggingface_hub import ModelCard
+
+    root, bert = glue_data
+    repo_id = f"test-user/multitask-{uuid.uuid4().hex[:8]}"
+    recipe = write_recipe(tmp_path / "mt.yaml", bert, root)
+    run_recipe(
+        recipe,
+        *("--output_dir", tmp_path / "pushed", "--do_train", "--do_eval", "--max_steps", "1"),
+        *("--push_to_hub", "--hub_model_id", repo_id),
+    )
+    model = AutoModel.from_pretrained(repo_id)
+    assert isinstance(model, TransferForMultiTask) and len(model.config.tasks) == 3
+    card = ModelCard.load(repo_id)
+    assert len(card.data.to_dict()["model-index"][0]["results"]) == 3
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(repo_id)
+    assert "training_args.bin" not in files and not any(f.startswith("checkpoint-") for f in files)
