@@ -34,7 +34,9 @@ from transformers import (  # noqa: E402
     AutoTokenizer,
 )
 
+from .configuration_multitask import MultiTaskConfig  # noqa: E402
 from .configuration_transfer import TransferConfig  # noqa: E402
+from .modeling_multitask import TransferForMultiTask  # noqa: E402
 from .modeling_transfer import (  # noqa: E402
     BackboneSpec,
     TransferForClassification,
@@ -59,9 +61,13 @@ AutoImageProcessor.register(
 )
 AutoTokenizer.register(TransferConfig, TransferTokenizer, exist_ok=True)
 AutoProcessor.register(TransferConfig, TransferProcessor, exist_ok=True)
+# Multi-task models (issue 13): their own model_type, so that AutoModel builds the model with all its heads.
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, TransferForMultiTask, exist_ok=True)
 
 __all__ = [
     "BackboneSpec",
+    "MultiTaskConfig",
     "TransferConfig",
     "TransferModel",
     "TransferPreTrainedModel",
@@ -71,4 +77,5 @@ __all__ = [
     "TransferImageProcessor",
     "TransferProcessor",
     "TransferTokenizer",
+    "TransferForMultiTask",
 ]

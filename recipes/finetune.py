@@ -620,6 +620,15 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # ---- multi-task (issue 13): a recipe with a `tasks:` list trains one model with a head per task ----
+    from types import SimpleNamespace
+
+    from hf_transfer.multitask import is_multitask_recipe, run_multitask
+
+    if is_multitask_recipe(argv):
+        # this script's ModelArguments, backbone_specs, check_distributed, last_complete_checkpoint, set_image_size
+        return run_multitask(argv, SimpleNamespace(**globals()))
+    # ---- end multi-task ----
     model_args, data_args, training_args = parse_args(argv)
     check_distributed(training_args)
 
