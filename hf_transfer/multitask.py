@@ -640,7 +640,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
     from transformers import set_seed
 
     from .data import AugmentationEpochCallback
-    from .processing import load_processors, save_processors
+    from .processing import build_processor, load_processors
 
     model_args, mt_args, training_args, specs = parse_multitask_args(argv, script.ModelArguments)
     script.check_distributed(training_args)
@@ -711,6 +711,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
 
     # 3. Preprocessing: each task with the single-task pipeline, then one dataset over all tasks
     processors = load_processors(model.config)
+    processor = build_processor(model.config, processors)  # every input the model reads, saved with it
     prepared = []
     for spec, (raw, info) in zip(specs, loaded):
         try:
@@ -749,7 +750,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
         eval_dataset=eval_dataset if training_args.do_eval else None,
         data_collator=collator,
         compute_metrics=compute_metrics,
-        processing_class=processors[0],
+        processing_class=processor,
         callbacks=callbacks,
         layer_decay=model_args.layer_decay,
         head_lr_multiplier=model_args.head_lr_multiplier,
@@ -768,7 +769,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
         trainer.save_state()
         results.update(metrics)
     if trainer.is_world_process_zero():
-        save_processors(processors, training_args.output_dir)
+        processor.save_pretrained(training_args.output_dir)
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics.update({f"eval_{name}_samples": size for name, size in zip(names, eval_dataset.sizes)})
