@@ -1,0 +1,190 @@
+"""LoRA on hf_transfer backbones (hf_transfer.lora): what trains, merging, reloading without peft, errors."""
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from peft import PeftModel
+from torch import nn
+
+from hf_transfer import TransferForImageClassification, TransferForSequenceClassification
+from hf_transfer.lora import PeftArguments, apply_lora, merge_lora, save_adapter
+from hf_transfer.training import TransferTrainer
+from tests.modeling_utils import SeparableImages, SeparableText, save_tiny_bert, save_tiny_vit, tiny_training_args
+
+LORA = PeftArguments(peft="lora", lora_r=4, lora_alpha=8)
+
+
+def _lora_count(module: nn.Module, r: int) -> int:
+    if isinstance(module, nn.Linear):
+        return r * (module.in_features + module.out_features)
+    return r * module.in_channels + module.out_channels * r  # 1x1 conv: A is (r, in, 1, 1), B is (out, r, 1, 1)
+
+
+def _expected_targets(model):
+    """Per backbone: the modules the defaults must pick, found independently of hf_transfer.lora."""
+    found = []
+    for backbone in model.transfer.backbones:
+        names = {}
+        for name, module in backbone.model.named_modules():
+            timm = hasattr(backbone.model, "default_cfg")
+            if isinstance(module, nn.Linear) and (timm or "attention" in name):
+                names[name] = module
+            elif timm and isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1:
+                names[name] = module
+        found.append(names)
+    return found
+
+
+def _vit_bert(tmp_path):
+    return TransferForImageClassification.from_backbones(
+        [save_tiny_vit(tmp_path / "vit"), "timm:test_resnet"], pretrained=False, num_labels=2, fusion="concat"
+    )
+
+
+@pytest.mark.parametrize("backbone", ["timm:test_resnet", "timm:test_vit", "timm:test_efficientnet", "hf_vit"])
+def test_lora_trains_exactly_adapters_and_head(backbone, tmp_path):
+    name = save_tiny_vit(tmp_path / "vit") if backbone == "hf_vit" else backbone
+    model = TransferForImageClassification.from_backbones(name, pretrained=False, num_labels=3)
+    expected = _expected_targets(model)
+    head = sum(p.numel() for p in model.head.parameters())
+    summary = apply_lora(model, LORA)
+
+    assert [set(t) for t in summary.targets] == [set(e) for e in expected]
+    assert all(expected), "no default target found"
+    adapters = sum(_lora_count(m, 4) for e in expected for m in e.values())
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    assert sum(trainable.values()) == adapters + head == summary.trainable_parameters
+    assert all("lora_" in n or n.startswith("head.") for n in trainable)
+    if backbone == "timm:test_efficientnet":  # depthwise convolutions are left alone
+        depthwise = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+        assert depthwise and not any(
+            "lora_" in n for d in depthwise for n, _ in model.get_submodule(d).named_parameters()
+        )
+
+
+def test_text_defaults_are_attention_projections(tmp_path):
+    model = TransferForSequenceClassification.from_backbones(save_tiny_bert(tmp_path / "bert"), num_labels=2)
+    summary = apply_lora(model, LORA)
+    leaves = {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1] for n in summary.targets[0]}
+    assert leaves == {"self.query", "self.key", "self.value", "output.dense"}
+    assert all(".attention." in n for n in summary.targets[0])  # not the MLP's output.dense
+
+
+def test_fusion_gets_lora_per_backbone_and_trains_fusion(tmp_path):
+    model = _vit_bert(tmp_path)
+    summary = apply_lora(model, LORA)
+    assert len(summary.targets) == 2 and all(summary.targets)
+    assert all(p.requires_grad for p in model.transfer.fusion.parameters())
+    assert summary.backbone_fraction < 0.5
+
+
+def test_trainer_trains_adapters_merged_logits_equal_and_labels_give_eval_loss(tmp_path):
+    torch.manual_seed(0)
+    model = TransferForImageClassification.from_backbones("timm:test_vit", pretrained=False, num_labels=2)
+    base = copy.deepcopy(model)
+    apply_lora(model, LORA)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    data = SeparableImages(n=32, size=160)
+    args = tiny_training_args(
+        tmp_path / "out", max_steps=3, per_device_train_batch_size=8, gradient_checkpointing=True
+    )
+    trainer = TransferTrainer(model=model, args=args, train_dataset=data, eval_dataset=data)
+    trainer.train()
+    assert "eval_loss" in trainer.evaluate()
+    assert all(torch.equal(frozen[n], p) for n, p in model.named_parameters() if n in frozen)
+    assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n), "adapters did not train"
+
+    model.eval()
+    batch = torch.stack([data[i]["pixel_values"] for i in range(4)])
+    with torch.no_grad():
+        unmerged = model(pixel_values=batch).logits
+    save_adapter(model, tmp_path / "adapter")
+    merge_lora(model)
+    assert not any("lora_" in n or "base_layer" in n for n in model.state_dict())
+    assert set(model.state_dict()) == set(base.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values=batch).logits, unmerged, atol=1e-5, rtol=1e-4)
+
+    # The adapter in PEFT's format rebuilds the fine-tuned model on the pretrained one.
+    peft_model = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(pixel_values=batch).logits, unmerged, atol=1e-5, rtol=1e-4)
+
+
+def test_merged_text_model_reloads_without_peft_in_pipeline(tmp_path):
+    model = TransferForSequenceClassification.from_backbones(save_tiny_bert(tmp_path / "bert"), num_labels=2)
+    apply_lora(model, LORA)
+    args = tiny_training_args(tmp_path / "out", max_steps=2, per_device_train_batch_size=8)
+    TransferTrainer(model=model, args=args, train_dataset=SeparableText(n=16)).train()
+    merge_lora(model)
+    model.save_pretrained(tmp_path / "merged")
+    model.eval()
+    ids = torch.tensor([[2, 10, 60, 3]])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].tolist()
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        sys.modules["peft"] = None  # peft cannot be imported in this process
+        from transformers import AutoModelForSequenceClassification
+        import hf_transfer  # registers the Auto classes
+        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "merged")!r}).eval()
+        ids = torch.tensor([[2, 10, 60, 3]])
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
+        torch.testing.assert_close(logits, torch.tensor({expected}), atol=1e-5, rtol=1e-4)
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            print("OK without peft")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK without peft" in result.stdout
+
+
+def test_resume_from_a_lora_checkpoint(tmp_path):
+    def build():
+        torch.manual_seed(0)
+        model = TransferForImageClassification.from_backbones("timm:test_resnet", pretrained=False, num_labels=2)
+        apply_lora(model, LORA)
+        return model
+
+    data = SeparableImages(n=32)
+    args = tiny_training_args(
+        tmp_path / "out", max_steps=4, per_device_train_batch_size=8, save_strategy="steps", save_steps=2
+    )
+    straight = build()
+    TransferTrainer(model=straight, args=args, train_dataset=data).train()
+    resumed = build()
+    TransferTrainer(model=resumed, args=args, train_dataset=data).train(
+        resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2")
+    )
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_bad_targets_name_the_modules_that_exist():
+    model = TransferForImageClassification.from_backbones("timm:test_vit", pretrained=False, num_labels=2)
+    with pytest.raises(ValueError, match=r"match no .*qkv"):
+        apply_lora(model, PeftArguments(peft="lora", lora_target_modules=["query"]))
+    assert not any("lora_" in n for n, _ in model.named_parameters())
+
+
+def test_lora_on_a_frozen_backbone_is_an_error():
+    model = TransferForImageClassification.from_backbones(
+        "timm:test_resnet", pretrained=False, num_labels=2, freeze="backbone"
+    )
+    with pytest.raises(ValueError, match="frozen"):
+        apply_lora(model, LORA)
+
+
+def test_bad_flags():
+    with pytest.raises(ValueError, match="--peft"):
+        PeftArguments(peft="ia3")
+    with pytest.raises(ValueError, match="--lora_r"):
+        PeftArguments(peft="lora", lora_r=0)
