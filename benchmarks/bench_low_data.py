@@ -124,7 +124,9 @@ def draw(rows: list[dict], shots: int, seed: int, per_class: bool) -> list[dict]
 def build_model(task: str, names: list[str]):
     if task == "image":
         spec = BackboneSpec("efficientnet_lite0", weights=assets.efficientnet_lite0_weights())
-        return TransferForImageClassification.from_backbones(spec, num_labels=len(names), id2label=dict(enumerate(names)))
+        return TransferForImageClassification.from_backbones(
+            spec, num_labels=len(names), id2label=dict(enumerate(names))
+        )
     return TransferForSequenceClassification.from_backbones(
         assets.minilm_path(), num_labels=len(names), id2label=dict(enumerate(names))
     )
@@ -166,7 +168,9 @@ def run_one(task, method, shots, seed, train, test, names, collate, setting, tes
         regularizers, callbacks = [], []
         lr, head_multiplier = setting.lr, setting.head_lr_multiplier
         if method == "lora":
-            summary = apply_lora(model, PeftArguments(peft="lora", lora_r=setting.lora_r, lora_alpha=2 * setting.lora_r))
+            summary = apply_lora(
+                model, PeftArguments(peft="lora", lora_r=setting.lora_r, lora_alpha=2 * setting.lora_r)
+            )
             lr, head_multiplier = setting.lora_lr, 1.0
             extra["lora_backbone_fraction"] = summary.backbone_fraction
         elif method == "l2sp":
@@ -204,7 +208,13 @@ def run_one(task, method, shots, seed, train, test, names, collate, setting, tes
         trainer.train()
         accuracy = float((predict(model, test, collate) == labels).mean())
     return dict(
-        task=task, method=method, shots=shots, seed=seed, accuracy=accuracy, seconds=time.perf_counter() - start, **extra
+        task=task,
+        method=method,
+        shots=shots,
+        seed=seed,
+        accuracy=accuracy,
+        seconds=time.perf_counter() - start,
+        **extra,
     )
 
 
@@ -214,7 +224,9 @@ def table(results: list[dict]) -> str:
     for task, shots in keys:
         cells = []
         for method in METHODS:
-            values = [100 * r["accuracy"] for r in results if (r["task"], r["shots"], r["method"]) == (task, shots, method)]
+            values = [
+                100 * r["accuracy"] for r in results if (r["task"], r["shots"], r["method"]) == (task, shots, method)
+            ]
             if not values:
                 cells.append("–")
             else:
@@ -224,7 +236,9 @@ def table(results: list[dict]) -> str:
         lines.append(f"| {task} | {shots}{unit} | " + " | ".join(cells) + " |")
     fractions = [r["lora_backbone_fraction"] for r in results if "lora_backbone_fraction" in r]
     if fractions:
-        lines.append(f"\nLoRA adapters / backbone parameters: {', '.join(sorted({f'{100 * f:.2f}%' for f in fractions}))}")
+        lines.append(
+            f"\nLoRA adapters / backbone parameters: {', '.join(sorted({f'{100 * f:.2f}%' for f in fractions}))}"
+        )
     return "\n".join(lines)
 
 
