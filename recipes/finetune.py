@@ -40,8 +40,10 @@ from hf_transfer.data import (
     prepare_datasets,
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
+from hf_transfer.lora import PeftArguments, apply_lora, merge_lora, save_adapter
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.processing import load_processors, save_processors
+from hf_transfer.regularization import RegularizationArguments, build_regularization
 from hf_transfer.training import (
     TEACHER_PREFIX,
     DistillationTrainer,
@@ -143,8 +145,17 @@ class ModelArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    """The model, data and training arguments of `parse_all_args`."""
+    return parse_all_args(argv)[:3]
+
+
+def parse_all_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments]:
     """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments)
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
@@ -161,10 +172,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
         if unknown:
             raise ValueError(f"Unknown keys in the recipe: {unknown}. Valid keys are the flags of --help.")
         parser.set_defaults(**recipe)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args, peft_args, regularization_args = parser.parse_args_into_dataclasses(
+        args=argv
+    )
     if not model_args.backbone:
         parser.error("--backbone is required (in the recipe or on the command line).")
-    return model_args, data_args, training_args
+    return model_args, data_args, training_args, peft_args, regularization_args
 
 
 def check_distributed(training_args: TrainingArguments) -> None:
@@ -273,7 +286,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, peft_args, regularization_args = parse_all_args(argv)
     check_distributed(training_args)
 
     logging.basicConfig(
@@ -356,6 +369,15 @@ def main(argv: list[str] | None = None) -> dict:
         from hf_transfer.hub import check_timm_exportable
 
         check_timm_exportable(model)  # before training, not after
+    # --- LoRA, L2-SP / BSS, EMA (hf_transfer.lora, hf_transfer.regularization): before the Trainer wraps the model
+    if peft_args.peft == "lora":
+        if model_args.gradual_unfreezing:
+            raise ValueError("--peft lora keeps the backbones' weights fixed; --gradual_unfreezing would train them.")
+        apply_lora(model, peft_args)  # logs the trainable fraction
+    regularizers, regularization_callbacks = build_regularization(
+        model, regularization_args, random_init=model_args.random_init
+    )
+    # --- end LoRA / regularization
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
 
@@ -403,7 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 5. Train and evaluate
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
-    trainer_class, trainer_kwargs = TransferTrainer, {}
+    trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS terms
+    callbacks += regularization_callbacks  # EMA
     if model_args.gradual_unfreezing:
         callbacks.append(
             GradualUnfreezingCallback(
@@ -440,6 +463,12 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        # --- LoRA: the saved (and pushed) model has the adapters merged into plain weights (loads without peft)
+        if peft_args.peft == "lora":
+            if peft_args.save_adapter and trainer.is_world_process_zero():
+                save_adapter(model, os.path.join(training_args.output_dir, "adapter"))
+            merge_lora(model)
+        # --- end LoRA
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(train_dataset))
         trainer.log_metrics("train", metrics)

@@ -188,3 +188,62 @@ def test_bad_flags():
         PeftArguments(peft="ia3")
     with pytest.raises(ValueError, match="--lora_r"):
         PeftArguments(peft="lora", lora_r=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# recipes/finetune.py with --peft lora, the regularizers and EMA
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    from tests import fixtures
+
+    root = tmp_path_factory.mktemp("data")
+    fixtures.make_cifar10(root, n_train=32, n_test=16)
+    return root / "cifar10"
+
+
+def _recipe(argv):
+    from tests import fixtures
+
+    return fixtures.load_recipe_script().main([str(a) for a in argv] + fixtures.RECIPE_COMMON_FLAGS)
+
+
+@pytest.mark.slow
+def test_recipe_lora_saves_a_merged_model_and_the_adapter(cifar, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "out"
+    results = _recipe(
+        ["--backbone", save_tiny_vit(tmp_path / "vit"), "--dataset_name", cifar, "--output_dir", out]
+        + ["--do_train", "--do_eval"]
+        + ["--max_steps", "2", "--peft", "lora", "--lora_r", "2", "--save_adapter", "--l2sp_weight", "0.01"]
+        + ["--bss_weight", "0.001", "--ema_decay", "0.9", "--layer_decay", "0.8"]
+    )
+    assert "eval_loss" in results and "eval_accuracy" in results
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        assert not any("lora_" in k or "base_layer" in k for k in weights.keys())
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert type(model).__name__ == "TransferForImageClassification"
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--peft", "lora", "--freeze", "backbone"], "frozen"),
+        (["--peft", "lora", "--lora_target_modules", "nothing_like_this"], "match no"),
+        (["--l2sp_weight", "0.01"], "random_init"),
+        (["--peft", "lora", "--gradual_unfreezing"], "gradual_unfreezing"),
+    ],
+)
+def test_recipe_rejects_bad_combinations_before_training(cifar, tmp_path, flags, message):
+    argv = ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", cifar, "--output_dir", tmp_path]
+    argv += ["--do_train"]
+    with pytest.raises(ValueError, match=message):
+        _recipe(argv + ["--max_steps", "1"] + flags)
+    assert not list(tmp_path.glob("checkpoint-*"))

@@ -89,3 +89,34 @@ def test_bad_arguments(ingredients):
         soup(ingredients, method="average")
     with pytest.raises(ValueError, match="held-out"):
         soup(ingredients, method="greedy")
+
+
+@pytest.mark.slow
+def test_recipe_soup_of_finetune_runs(tmp_path):
+    from tests import fixtures
+
+    fixtures.make_cifar10(tmp_path, n_train=32, n_test=16)
+    finetune = fixtures.load_recipe_script()
+    data = ["--dataset_name", str(tmp_path / "cifar10")]
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path / f"ft{seed}"
+        finetune.main(
+            ["--backbone", "timm:test_resnet", "--random_init", *data, "--output_dir", str(out), "--do_train"]
+            + ["--max_steps", "2", "--seed", "0", "--data_seed", str(seed)]
+            + fixtures.RECIPE_COMMON_FLAGS
+        )
+        runs.append(str(out))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("soup_recipe", fixtures.RECIPE_SCRIPT.parent / "soup.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    result = recipe.main(
+        ["--checkpoints", *runs, "--soup_method", "greedy", *data, "--output_dir", str(tmp_path / "soup")]
+        + ["--per_device_eval_batch_size", "16"]
+    )
+    assert result["soup_score"] >= max(result["scores"].values())
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "soup")
+    assert model.config.num_labels == 10
+    assert (tmp_path / "soup" / "README.md").is_file() and (tmp_path / "soup" / "preprocessor_config.json").is_file()
