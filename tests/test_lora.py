@@ -247,3 +247,45 @@ def test_recipe_rejects_bad_combinations_before_training(cifar, tmp_path, flags,
     with pytest.raises(ValueError, match=message):
         _recipe(argv + ["--max_steps", "1"] + flags)
     assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_gradient_checkpointing_of_a_transformers_backbone_still_trains_the_adapters(tmp_path):
+    # Reentrant checkpointing only backpropagates into a segment whose inputs require grad, and the frozen embeddings'
+    # output does not (apply_lora hooks it with enable_input_require_grads, as PEFT does; transformers 5.24's
+    # checkpointing layers also cope without).
+    model = TransferForSequenceClassification.from_backbones(save_tiny_bert(tmp_path / "bert"), num_labels=2)
+    apply_lora(model, LORA)
+    model.gradient_checkpointing_enable({"use_reentrant": True})
+    assert model.is_gradient_checkpointing
+    model.train()
+    data = SeparableText(n=4)
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("input_ids", "attention_mask", "labels")}
+    model(**batch).loss.backward()
+    adapters = [(n, p) for n, p in model.named_parameters() if "lora_B" in n]  # lora_A gets 0: B starts at 0
+    assert adapters and all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in adapters)
+
+
+@pytest.mark.slow
+def test_recipe_lora_under_two_process_cpu_ddp(cifar, tmp_path):
+    from tests import fixtures
+
+    out = tmp_path / "ddp"
+    command = fixtures.ACCELERATE_TWO_PROCESSES + [str(fixtures.RECIPE_SCRIPT)]
+    command += [
+        "--backbone",
+        "timm:test_resnet",
+        "--random_init",
+        "--dataset_name",
+        str(cifar),
+        "--output_dir",
+        str(out),
+    ]
+    command += ["--do_train", "--max_steps", "2", "--peft", "lora", "--ema_decay", "0.9", "--bss_weight", "0.001"]
+    result = subprocess.run(command + fixtures.RECIPE_COMMON_FLAGS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "world size: 2" in result.stdout + result.stderr
+    assert "LoRA on" in result.stdout + result.stderr
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        assert not any("lora_" in k for k in weights.keys())
