@@ -203,6 +203,8 @@ class TransferTrainer(Trainer):
         layer_decay: Learning-rate multiplier per layer group going down from the head, in (0, 1].
         head_lr_multiplier: Multiplier of the head's and the fusion's learning rate.
         no_weight_decay: Parameter-name patterns that get no weight decay (besides biases and norm weights).
+        regularizers: Callables `regularizer(model) -> loss term` added to the training loss
+            (`hf_transfer.regularization.L2SPRegularizer`, `BSSRegularizer`).
         **kwargs: `Trainer` keyword arguments.
 
     Example:
@@ -218,13 +220,37 @@ class TransferTrainer(Trainer):
         layer_decay: float = 1.0,
         head_lr_multiplier: float = 1.0,
         no_weight_decay: Collection[str] = (),
+        regularizers: Sequence[Any] = (),
         **kwargs: Any,
     ):
         _check_layer_decay_options(layer_decay, head_lr_multiplier)
         self.layer_decay = layer_decay
         self.head_lr_multiplier = head_lr_multiplier
+        # Loss terms `regularizer(model) -> tensor` (hf_transfer.regularization); a regularizer that pulls weights
+        # to other values than 0 (L2-SP) names the parameters weight decay must leave alone.
+        self.regularizers = list(regularizers)
+        for regularizer in self.regularizers:
+            no_weight_decay = (*no_weight_decay, *getattr(regularizer, "backbone_parameter_patterns", tuple)())
         self.no_weight_decay = tuple(no_weight_decay)
         super().__init__(*args, **kwargs)
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The Trainer's loss, plus the regularizers' terms in training."""
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if not (self.regularizers and model.training):
+            return result
+        loss, outputs = result if return_outputs else (result, None)
+        for regularizer in self.regularizers:
+            loss = loss + regularizer(model)
+        return (loss, outputs) if return_outputs else loss
 
     def _unfreezing_callback(self) -> "GradualUnfreezingCallback | None":
         return next((c for c in self.callback_handler.callbacks if isinstance(c, GradualUnfreezingCallback)), None)
@@ -770,6 +796,8 @@ class DistillationTrainer(TransferTrainer):
                 teacher_inputs = self.distiller.teacher_inputs(inputs)
                 teacher_logits = self.distiller.teacher_logits(teacher_inputs, device=outputs.logits.device)
             loss = self.distiller.loss(outputs.logits, teacher_logits, task_loss)
+            for regularizer in self.regularizers:  # L2-SP / BSS compose with distillation
+                loss = loss + regularizer(model)
         return (loss, outputs) if return_outputs else loss
 
 

@@ -43,9 +43,11 @@ from hf_transfer.data import (
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
 from hf_transfer.hub.recipe import RunRecipe
+from hf_transfer.lora import PeftArguments, apply_lora, merge_lora, save_adapter
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, image_processor_for, load_processors, load_tokenizer
+from hf_transfer.regularization import RegularizationArguments, build_regularization
 from hf_transfer.training import (
     DistillationTrainer,
     Distiller,
@@ -196,7 +198,9 @@ class ModelArguments:
 
 def make_parser() -> HfArgumentParser:
     """The recipe's parser, with the recipe's own defaults (before any recipe file)."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments)
+    )
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
         # launch --multi_gpu` on a machine with no GPU would silently train every rank alone on all the data.
@@ -235,10 +239,17 @@ def resolved_recipe(argv: list[str], secrets: list[str | None] = ()) -> RunRecip
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    """The model, data and training arguments of `parse_all_args`."""
+    return parse_all_args(argv)[:3]
+
+
+def parse_all_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments]:
     """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
     parser = make_parser()
     argv = apply_recipe_file(parser, list(sys.argv[1:] if argv is None else argv))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args, *extra_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.backbone and model_args.model_name_or_path:
         raise ValueError(
             f"--backbone {' '.join(model_args.backbone)} and --model_name_or_path {model_args.model_name_or_path} "
@@ -255,10 +266,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
         # The best-model settings early stopping needs; TrainingArguments checks them (and defaults
         # metric_for_best_model to the loss) when parsed, so parse again with them on. A flag given still wins.
         parser.set_defaults(load_best_model_at_end=True)
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        model_args, data_args, training_args, *extra_args = parser.parse_args_into_dataclasses(args=argv)
     if model_args.early_stopping_patience is not None:
         check_early_stopping(training_args)
-    return model_args, data_args, training_args
+    return (model_args, data_args, training_args, *extra_args)
 
 
 def check_early_stopping(training_args: TrainingArguments, best_model: bool = True) -> None:
@@ -629,7 +640,7 @@ def main(argv: list[str] | None = None) -> dict:
         # this script's ModelArguments, backbone_specs, check_distributed, last_complete_checkpoint, set_image_size
         return run_multitask(argv, SimpleNamespace(**globals()))
     # ---- end multi-task ----
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, peft_args, regularization_args = parse_all_args(argv)
     check_distributed(training_args)
 
     logging.basicConfig(
@@ -720,6 +731,15 @@ def main(argv: list[str] | None = None) -> dict:
         from hf_transfer.hub import check_timm_exportable
 
         check_timm_exportable(model)  # before training, not after
+    # --- LoRA, L2-SP / BSS, EMA (hf_transfer.lora, hf_transfer.regularization): before the Trainer wraps the model
+    if peft_args.peft == "lora":
+        if model_args.gradual_unfreezing:
+            raise ValueError("--peft lora keeps the backbones' weights fixed; --gradual_unfreezing would train them.")
+        apply_lora(model, peft_args)  # logs the trainable fraction
+    regularizers, regularization_callbacks = build_regularization(
+        model, regularization_args, random_init=model_args.random_init
+    )
+    # --- end LoRA / regularization
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(backbones)} backbone(s), {trainable:,} trainable parameters")
 
@@ -784,7 +804,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 5. Train and evaluate
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
-    trainer_class, trainer_kwargs = TransferTrainer, {}
+    trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS terms
+    callbacks += regularization_callbacks  # EMA
     if model_args.gradual_unfreezing:
         callbacks.append(
             GradualUnfreezingCallback(
@@ -826,6 +847,12 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        # --- LoRA: the saved (and pushed) model has the adapters merged into plain weights (loads without peft)
+        if peft_args.peft == "lora":
+            if peft_args.save_adapter and trainer.is_world_process_zero():
+                save_adapter(model, os.path.join(training_args.output_dir, "adapter"))
+            merge_lora(model)
+        # --- end LoRA
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(train_dataset))
         trainer.log_metrics("train", metrics)
