@@ -15,10 +15,10 @@ from typing import Any
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput, SequenceClassifierOutput
 from transformers.modeling_utils import load_state_dict
 
@@ -1519,23 +1519,20 @@ class TransferForClassification(TransferPreTrainedModel):
         return self.transfer.fusion_weights()
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of `config.problem_type` (inferred as transformers does when unset)."""
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return (
-                F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
-                if self.num_labels == 1
-                else F.mse_loss(logits.float(), labels.float())
-            )
-        if self.config.problem_type == "single_label_classification":
-            return F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.dtype).float())
+        """transformers' classification loss (what TimmWrapper and ViT use): cross-entropy, BCE-with-logits or MSE
+        by `config.problem_type`, which it infers from the labels when unset. Computed in float32, so that
+        half-precision logits do not cost the loss its precision.
+
+        Args:
+            logits: `(batch, num_labels)` head outputs.
+            labels: See `forward`.
+
+        Returns:
+            The mean loss over the batch.
+        """
+        if self.num_labels == 1 or self.config.problem_type in ("regression", "multi_label_classification"):
+            labels = labels.float()  # MSE and BCE take float targets; integer targets (multi-hot, scores) are common
+        return ForSequenceClassificationLoss(labels, logits.float(), self.config)
 
     def forward(
         self,
