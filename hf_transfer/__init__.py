@@ -34,7 +34,7 @@ from transformers import (  # noqa: E402
     AutoTokenizer,
 )
 
-from .configuration_transfer import TransferConfig  # noqa: E402
+from .configuration_transfer import BackboneEntry, TransferConfig  # noqa: E402
 from .modeling_transfer import (  # noqa: E402
     BackboneSpec,
     TransferForClassification,
@@ -61,6 +61,7 @@ AutoTokenizer.register(TransferConfig, TransferTokenizer, exist_ok=True)
 AutoProcessor.register(TransferConfig, TransferProcessor, exist_ok=True)
 
 __all__ = [
+    "BackboneEntry",
     "BackboneSpec",
     "TransferConfig",
     "TransferModel",

@@ -78,12 +78,11 @@ def input_suffixes(entries: Sequence[BackboneEntry]) -> list[str]:
     return suffixes
 
 
-def backbone_input_names(entry: BackboneEntry, suffix: str | None = None, extra: bool = False) -> list[str]:
+def backbone_input_names(entry: BackboneEntry, extra: bool = False) -> list[str]:
     """The batch keys a backbone reads: `pixel_values{suffix}`, or `input_ids{suffix}`, `attention_mask{suffix}`,
     `token_type_ids{suffix}` (and with `extra`, `position_ids{suffix}`, `inputs_embeds{suffix}`)."""
-    suffix = entry["input_suffix"] if suffix is None else suffix
     names = (IMAGE_INPUT,) if entry["modality"] == "image" else TEXT_INPUTS + (TEXT_EXTRA_INPUTS if extra else ())
-    return [f"{name}{suffix}" for name in names]
+    return [f"{name}{entry['input_suffix']}" for name in names]
 
 
 def cached_features_key(index: int) -> str:

@@ -20,7 +20,7 @@ import torch
 import xxhash
 
 from .data import to_channels_last
-from .inputs import cached_features_key
+from .inputs import IMAGE_INPUT, cached_features_key
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _inference_backbones(backbones: Sequence[torch.nn.Module]) -> tuple[list[Cal
             else:
                 if _count_foldable_batch_norms(fused) < foldable:  # else nothing to gain from the copy
                     fused.to(memory_format=torch.channels_last)
-                    runners.append(lambda inputs, fused=fused: fused(inputs["pixel_values"]))
+                    runners.append(lambda inputs, fused=fused: fused(inputs[IMAGE_INPUT]))
                     continue
         if not _is_channels_last(backbone):
             backbone.to(memory_format=torch.channels_last)

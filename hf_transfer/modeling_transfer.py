@@ -1295,7 +1295,7 @@ class TransferModel(TransferPreTrainedModel):
         else:
             self.fusion = None
             self.feature_dim = input_dims[0]
-        self.main_input_name = "input_ids" if config.backbones[0]["modality"] == "text" else "pixel_values"
+        self.main_input_name = TEXT_INPUTS[0] if config.backbones[0]["modality"] == "text" else IMAGE_INPUT
         self._sync_attn_implementation()
         self.post_init()
         self.apply_freezing()

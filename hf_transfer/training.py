@@ -37,7 +37,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 
-from .inputs import DataConfig, backbone_input_names
+from .inputs import IMAGE_INPUT, DataConfig, backbone_input_names
 from .modeling_transfer import TimmBackbone, TransferModel, TransferPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -639,7 +639,7 @@ class Distiller:
         self.check_student(student)
         student_configs = _image_data_configs(getattr(_unwrap(student), "config", None))
         teacher_configs = _image_data_configs(getattr(self.teacher, "config", None))
-        source = student_configs.get("pixel_values")
+        source = student_configs.get(IMAGE_INPUT)
         self.derived_inputs = {
             key: _RenormalizedPixels(source, config)
             for key, config in teacher_configs.items()
@@ -655,7 +655,7 @@ class Distiller:
         """
         teacher = {k: v for k, v in inputs.items() if k in self.input_names}
         for key, derive in self.derived_inputs.items():
-            teacher[key] = derive(inputs["pixel_values"])
+            teacher[key] = derive(inputs[IMAGE_INPUT])
         return teacher
 
     @torch.no_grad()
