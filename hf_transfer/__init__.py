@@ -35,7 +35,7 @@ from transformers import (  # noqa: E402
 )
 
 from .configuration_multitask import MultiTaskConfig  # noqa: E402
-from .configuration_transfer import TransferConfig  # noqa: E402
+from .configuration_transfer import BackboneEntry, TransferConfig  # noqa: E402
 from .modeling_multitask import TransferForMultiTask  # noqa: E402
 from .modeling_transfer import (  # noqa: E402
     BackboneSpec,
@@ -66,6 +66,7 @@ AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, TransferForMultiTask, exist_ok=True)
 
 __all__ = [
+    "BackboneEntry",
     "BackboneSpec",
     "MultiTaskConfig",
     "TransferConfig",

@@ -20,7 +20,7 @@ import torch
 import xxhash
 
 from .data import to_channels_last
-from .modeling_transfer import CACHED_FEATURES
+from .inputs import IMAGE_INPUT, cached_features_key
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def cache_backbone_features(
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dims = [spec["feature_dim"] for spec in base.config.backbones]
-    columns = {f"{CACHED_FEATURES}{i}": datasets.List(datasets.Value("float32"), length=d) for i, d in enumerate(dims)}
+    columns = {cached_features_key(i): datasets.List(datasets.Value("float32"), length=d) for i, d in enumerate(dims)}
     label_feature = dataset.features.get("labels") if dataset.features else None
     features = datasets.Features({**columns, **({"labels": label_feature} if label_feature is not None else {})})
 
@@ -127,8 +127,8 @@ def cache_backbone_features(
         out = {}
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             for index, runner in enumerate(runners):
-                selected = base._backbone_inputs(index, inputs)
-                out[f"{CACHED_FEATURES}{index}"] = runner(selected).float().cpu().numpy()
+                selected = base.backbone_inputs(index, inputs)
+                out[cached_features_key(index)] = runner(selected).float().cpu().numpy()
         if labels is not None:
             out["labels"] = [label.tolist() if isinstance(label, torch.Tensor) else label for label in labels]
         return out
@@ -203,7 +203,7 @@ def _inference_backbones(backbones: Sequence[torch.nn.Module]) -> tuple[list[Cal
             else:
                 if _count_foldable_batch_norms(fused) < foldable:  # else nothing to gain from the copy
                     fused.to(memory_format=torch.channels_last)
-                    runners.append(lambda inputs, fused=fused: fused(inputs["pixel_values"]))
+                    runners.append(lambda inputs, fused=fused: fused(inputs[IMAGE_INPUT]))
                     continue
         if not _is_channels_last(backbone):
             backbone.to(memory_format=torch.channels_last)

@@ -141,6 +141,7 @@ class TransferForMultiTask(TransferPreTrainedModel):
         tasks: list[dict[str, Any]],
         pretrained: bool = True,
         pooling: str = "auto",
+        image_size: int | None = None,
         **config_kwargs: Any,
     ) -> "TransferForMultiTask":
         """Builds a multi-task model on pretrained backbones.
@@ -151,6 +152,7 @@ class TransferForMultiTask(TransferPreTrainedModel):
                 `id2label`, `problem_type`, `head`, `head_hidden_sizes`, `head_activation`, `head_dropout`, `weight`.
             pretrained: Load pretrained weights for backbones given by name.
             pooling: Pooling for backbones given by name.
+            image_size: Input size of every image backbone (e.g. 112 for 28-px data); None keeps their own.
             **config_kwargs: Shared `TransferConfig` options: `fusion`, `fusion_dim`, `freeze`, `num_frozen_groups`...
 
         Returns:
@@ -161,7 +163,9 @@ class TransferForMultiTask(TransferPreTrainedModel):
         """
         task_dicts = [make_task(**task) for task in tasks]
         _validated_config(tasks=task_dicts, **config_kwargs)  # fail on duplicates / bad options before loading
-        base = TransferModel.from_backbones(backbones, pretrained=pretrained, pooling=pooling, **config_kwargs)
+        base = TransferModel.from_backbones(
+            backbones, pretrained=pretrained, pooling=pooling, image_size=image_size, **config_kwargs
+        )
         config = _validated_config(tasks=task_dicts, **{**config_kwargs, "backbones": base.config.backbones})
         return cls(config, backbones=list(base.backbones))
 

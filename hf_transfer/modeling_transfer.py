@@ -15,25 +15,27 @@ from typing import Any
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput, SequenceClassifierOutput
 from transformers.modeling_utils import load_state_dict
 
-from .configuration_transfer import POOLING_MODES, TransferConfig
+from .configuration_transfer import (
+    IMAGE_INPUT,
+    POOLING_MODES,
+    TEXT_INPUTS,
+    BackboneEntry,
+    TransferConfig,
+    backbone_input_names,
+    cached_features_key,
+    input_suffixes,
+    is_cached_features_key,
+)
 
 logger = logging.getLogger(__name__)
 
-IMAGE_INPUTS = ("pixel_values",)
-# `backbone_features_{i}`: backbone i's pooled features, computed once by a frozen backbone and passed instead of its
-# raw inputs (see hf_transfer.features).
-CACHED_FEATURES = "backbone_features_"
-TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Further inputs a text backbone takes when given (`inputs_embeds` replaces `input_ids`), as transformers and PEFT
-# pass them.
-TEXT_EXTRA_INPUTS = ("position_ids", "inputs_embeds")
 _TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
 # Parameter names of transformers encoders carry the layer index after one of these words.
 _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|stages|stage)\.(\d+)(?:\.|$)")
@@ -300,7 +302,7 @@ class TransformersBackbone(_Backbone):
         self.modality = "image" if model.main_input_name == "pixel_values" else "text"
         # Used only for masked-image pretraining (DINOv2, BEiT...): never part of a classifier's forward pass.
         self.unused_parameters = {f"model.{n}" for n, _ in model.named_parameters() if n.endswith("mask_token")}
-        self.input_names = IMAGE_INPUTS if self.modality == "image" else TEXT_INPUTS
+        self.input_names = (IMAGE_INPUT,) if self.modality == "image" else TEXT_INPUTS
 
     @classmethod
     def from_config(cls, config: dict, pooling: str) -> "TransformersBackbone":
@@ -385,7 +387,7 @@ class TransformersBackbone(_Backbone):
             self.model._set_gradient_checkpointing(False)
 
 
-def build_backbone(spec: dict) -> nn.Module:
+def build_backbone(spec: BackboneEntry) -> nn.Module:
     """Builds the backbone module described by one entry of `TransferConfig.backbones` (random init)."""
     if spec["library"] == "timm":
         return TimmBackbone.from_config(spec["config"])
@@ -774,7 +776,7 @@ def _unknown_backbone_error(name: str, reason: str) -> ValueError:
     )
 
 
-def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
+def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, BackboneEntry]]:
     """Loads the backbone(s) named by `spec` with their weights.
 
     Returns:
@@ -798,7 +800,7 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, dict]]:
             for _, stored in pairs:
                 if stored["modality"] == "text":
                     # Its tokenizer is saved in that model's folder; `source` may be gone (a path at *its* training).
-                    stored["processor_source"] = {"path": str(name), "input_suffix": stored.get("input_suffix", "")}
+                    stored["processor_source"] = {"path": str(name), "input_suffix": stored["input_suffix"]}
         elif config.model_type == "timm_wrapper":
             pairs = [_load_timm_checkpoint(name, spec)]
         else:
@@ -924,17 +926,13 @@ def _validated_config(**kwargs: Any) -> TransferConfig:
         raise
 
 
-def _assign_input_suffixes(specs: list[dict]) -> None:
-    """Backbones share `pixel_values` when their preprocessing is the same; otherwise each gets its own key."""
-    first_image, first_text = None, None
-    for i, spec in enumerate(specs):
-        if spec["modality"] == "image":
-            if first_image is None:
-                first_image = spec
-            spec["input_suffix"] = "" if spec["data_config"] == first_image["data_config"] else f"_{i}"
-        else:
-            spec["input_suffix"] = "" if first_text is None else f"_{i}"
-            first_text = first_text or spec
+def assign_input_suffixes(entries: list[BackboneEntry]) -> None:
+    """Gives each backbone of a new model its input suffix (see `input_suffixes`), replacing any it had in the model
+    it was loaded from: backbones share `pixel_values` when their preprocessing is the same."""
+    for entry in entries:
+        entry.pop("input_suffix", None)
+    for entry, suffix in zip(entries, input_suffixes(entries)):
+        entry["input_suffix"] = suffix
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1126,6 +1124,7 @@ class TransferPreTrainedModel(PreTrainedModel):
         *,
         pretrained: bool = True,
         pooling: str = "auto",
+        image_size: int | None = None,
         **config_kwargs: Any,
     ) -> "TransferPreTrainedModel":
         """Builds a model on pretrained backbones, downloading each backbone once.
@@ -1135,6 +1134,7 @@ class TransferPreTrainedModel(PreTrainedModel):
                 `BackboneSpec`.
             pretrained: Load pretrained weights for backbones given by name (`False`: random init).
             pooling: Pooling for backbones given by name (`"auto"` picks what fits each backbone).
+            image_size: Square input size (px) of every image backbone, instead of each one's pretrained size.
             **config_kwargs: `TransferConfig` arguments: `num_labels`, `id2label`, `problem_type`, `head`,
                 `head_hidden_sizes`, `head_dropout`, `fusion`, `fusion_dim`, `freeze`, `num_frozen_groups`, ...
 
@@ -1149,6 +1149,8 @@ class TransferPreTrainedModel(PreTrainedModel):
         _validated_config(**config_kwargs)  # fail on a bad option before any download
         if pooling not in POOLING_MODES:
             raise ValueError(f"Unknown pooling {pooling!r}; valid values are: {', '.join(POOLING_MODES)}.")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}.")
         items = backbones if isinstance(backbones, (list, tuple)) else [backbones]
         if not items:
             raise ValueError("from_backbones needs at least one backbone.")
@@ -1162,8 +1164,10 @@ class TransferPreTrainedModel(PreTrainedModel):
             for module, stored in load_backbones(spec):
                 modules.append(module)
                 specs.append(stored)
-        _assign_input_suffixes(specs)
+        assign_input_suffixes(specs)
         config = _validated_config(backbones=specs, **config_kwargs)
+        if image_size:
+            config.set_image_size(image_size)
         return cls(config, backbones=modules)
 
     def apply_freezing(self) -> None:
@@ -1291,22 +1295,19 @@ class TransferModel(TransferPreTrainedModel):
         else:
             self.fusion = None
             self.feature_dim = input_dims[0]
-        self.main_input_name = "input_ids" if config.backbones[0]["modality"] == "text" else "pixel_values"
+        self.main_input_name = TEXT_INPUTS[0] if config.backbones[0]["modality"] == "text" else IMAGE_INPUT
         self._sync_attn_implementation()
         self.post_init()
         self.apply_freezing()
 
     def input_names(self) -> list[str]:
         """Every input key the backbones read."""
-        names = []
-        for spec in self.config.backbones:
-            base = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS
-            names += [f"{name}{spec['input_suffix']}" for name in base if f"{name}{spec['input_suffix']}" not in names]
-        return names
+        names = [name for entry in self.config.backbones for name in backbone_input_names(entry)]
+        return list(dict.fromkeys(names))
 
     def cached_feature_names(self) -> list[str]:
         """Input keys that carry a backbone's precomputed pooled features instead of its raw inputs."""
-        return [f"{CACHED_FEATURES}{index}" for index in range(len(self.backbones))]
+        return [cached_features_key(index) for index in range(len(self.backbones))]
 
     def set_trainable_groups(self, index: int, trainable_from: int) -> None:
         """Freezes the first `trainable_from` layer groups of backbone `index` and unfreezes the others."""
@@ -1325,12 +1326,27 @@ class TransferModel(TransferPreTrainedModel):
             return None
         return {f"{i}:{spec['source']}": float(w) for i, (spec, w) in enumerate(zip(self.config.backbones, weights))}
 
-    def _backbone_inputs(self, index: int, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def backbone_inputs(self, index: int, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The inputs of backbone `index` in a batch, under the names the backbone takes (suffix removed).
+
+        Args:
+            index: The backbone's position in `config.backbones`.
+            inputs: A batch: `pixel_values{suffix}`, `input_ids{suffix}`... for every backbone.
+
+        Returns:
+            E.g. `{"input_ids": ..., "attention_mask": ...}` for a text backbone.
+
+        Raises:
+            ValueError: The batch lacks the backbone's main input, naming what the model reads.
+        """
         spec = self.config.backbones[index]
         suffix = spec["input_suffix"]
-        names = IMAGE_INPUTS if spec["modality"] == "image" else TEXT_INPUTS + TEXT_EXTRA_INPUTS
-        selected = {name: inputs[f"{name}{suffix}"] for name in names if inputs.get(f"{name}{suffix}") is not None}
-        required = ("pixel_values",) if spec["modality"] == "image" else ("input_ids", "inputs_embeds")
+        selected = {
+            key.removesuffix(suffix) if suffix else key: inputs[key]
+            for key in backbone_input_names(spec, extra=True)
+            if inputs.get(key) is not None
+        }
+        required = (IMAGE_INPUT,) if spec["modality"] == "image" else ("input_ids", "inputs_embeds")
         if not any(name in selected for name in required):
             given = sorted(k for k, v in inputs.items() if v is not None)
             raise ValueError(
@@ -1341,11 +1357,7 @@ class TransferModel(TransferPreTrainedModel):
         return selected
 
     def _accepted_inputs(self) -> set[str]:
-        names = set(self.input_names())
-        for spec in self.config.backbones:
-            if spec["modality"] == "text":
-                names |= {f"{name}{spec['input_suffix']}" for name in TEXT_EXTRA_INPUTS}
-        return names
+        return {name for entry in self.config.backbones for name in backbone_input_names(entry, extra=True)}
 
     def _check_output_flags(self, output_attentions: bool, output_hidden_states: Any) -> None:
         valid_list = isinstance(output_hidden_states, (list, tuple)) and all(
@@ -1404,7 +1416,7 @@ class TransferModel(TransferPreTrainedModel):
         self._check_output_flags(output_attentions, output_hidden_states)
         # Optional arguments passed as None (e.g. `head_mask=None` from older callers) carry nothing.
         backbone_inputs = {key: value for key, value in backbone_inputs.items() if value is not None}
-        cached = {key: backbone_inputs.pop(key) for key in list(backbone_inputs) if key.startswith(CACHED_FEATURES)}
+        cached = {key: backbone_inputs.pop(key) for key in list(backbone_inputs) if is_cached_features_key(key)}
         unexpected = set(backbone_inputs) - self._accepted_inputs()
         unexpected |= {key for key in cached if key not in self.cached_feature_names()}
         if unexpected:
@@ -1415,10 +1427,10 @@ class TransferModel(TransferPreTrainedModel):
         inputs.update(backbone_inputs)
         features, attentions = [], []
         for index, backbone in enumerate(self.backbones):
-            if f"{CACHED_FEATURES}{index}" in cached:  # precomputed by a frozen backbone (hf_transfer.features)
-                features.append(cached[f"{CACHED_FEATURES}{index}"])
+            if cached_features_key(index) in cached:  # precomputed by a frozen backbone (hf_transfer.features)
+                features.append(cached[cached_features_key(index)])
                 continue
-            selected = self._backbone_inputs(index, inputs)
+            selected = self.backbone_inputs(index, inputs)
             trainable = torch.is_grad_enabled() and not is_frozen(backbone)
             with torch.set_grad_enabled(trainable):
                 if output_attentions and isinstance(backbone, TransformersBackbone):
@@ -1507,23 +1519,20 @@ class TransferForClassification(TransferPreTrainedModel):
         return self.transfer.fusion_weights()
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss of `config.problem_type` (inferred as transformers does when unset)."""
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            return (
-                F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
-                if self.num_labels == 1
-                else F.mse_loss(logits.float(), labels.float())
-            )
-        if self.config.problem_type == "single_label_classification":
-            return F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.to(logits.dtype).float())
+        """transformers' classification loss (what TimmWrapper and ViT use): cross-entropy, BCE-with-logits or MSE
+        by `config.problem_type`, which it infers from the labels when unset. Computed in float32, so that
+        half-precision logits do not cost the loss its precision.
+
+        Args:
+            logits: `(batch, num_labels)` head outputs.
+            labels: See `forward`.
+
+        Returns:
+            The mean loss over the batch.
+        """
+        if self.num_labels == 1 or self.config.problem_type in ("regression", "multi_label_classification"):
+            labels = labels.float()  # MSE and BCE take float targets; integer targets (multi-hot, scores) are common
+        return ForSequenceClassificationLoss(labels, logits.float(), self.config)
 
     def forward(
         self,

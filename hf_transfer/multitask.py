@@ -630,7 +630,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
     Args:
         argv: `RECIPE.yaml [--flag value ...]`.
         script: The `recipes/finetune.py` module (its `ModelArguments`, `backbone_specs`, `check_distributed`,
-            `last_complete_checkpoint`, `set_image_size`).
+            `last_complete_checkpoint`).
 
     Returns:
         The train and eval metrics (`eval_{task}_{metric}`, `eval_mean_{metric}`, `eval_mean_score`).
@@ -703,9 +703,8 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
         fusion_dim=model_args.fusion_dim,
         freeze=model_args.freeze,
         num_frozen_groups=model_args.num_frozen_groups,
+        image_size=model_args.image_size,
     )
-    if model_args.image_size:
-        script.set_image_size(model.config, model_args.image_size)
     check_modalities(specs, infos, model.config.backbones)
     compute_metrics = MultiTaskMetrics(model.config.tasks, infos)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedConfig
 
+from .inputs import BackboneEntry
 from .processing_transfer import (
     PROCESSOR_CONFIG,
     TransferImageProcessor,
@@ -28,13 +29,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_processor", "image_processor_for", "load_processors", "load_tokenizer", "save_processors"]
 
 
-def image_processor_for(spec: dict) -> TransferImageProcessor:
+def image_processor_for(spec: BackboneEntry) -> TransferImageProcessor:
     """The image processor of one image backbone (from `TransferConfig.backbones`): timm's eval transform for its
     stored data config, producing `pixel_values{input_suffix}`."""
     return TransferImageProcessor.from_backbones([spec])
 
 
-def load_tokenizer(spec: dict):
+def load_tokenizer(spec: BackboneEntry):
     """The tokenizer of one text backbone, loaded from where the backbone came from."""
     try:
         return AutoTokenizer.from_pretrained(spec["source"])
@@ -77,14 +78,14 @@ def load_processors(config: PreTrainedConfig, path: str | None = None) -> list:
     for spec in config.backbones:
         if spec["modality"] == "image":
             processors.append(image_processor_for(spec))
-        elif spec.get("input_suffix", "") in saved:
-            processors.append(saved[spec.get("input_suffix", "")])
+        elif spec["input_suffix"] in saved:
+            processors.append(saved[spec["input_suffix"]])
         else:
             processors.append(_reused_tokenizer(spec) or load_tokenizer(spec))
     return processors
 
 
-def _reused_tokenizer(spec: dict):
+def _reused_tokenizer(spec: BackboneEntry):
     """The tokenizer of a text backbone reused from a saved hf_transfer model, read from that model's folder.
 
     A spec may name it as `processor_source: {"path": <saved model>, "input_suffix": <its suffix there>}`, since its
@@ -93,7 +94,7 @@ def _reused_tokenizer(spec: dict):
     origin = spec.get("processor_source")
     if not origin:
         return None
-    return _saved_tokenizers(origin["path"]).get(origin.get("input_suffix", ""))
+    return _saved_tokenizers(origin["path"]).get(origin["input_suffix"])
 
 
 def build_processor(config: PreTrainedConfig, processors: Sequence[Any] | None = None) -> TransferProcessor:
@@ -111,7 +112,7 @@ def build_processor(config: PreTrainedConfig, processors: Sequence[Any] | None =
     tokenizers = {}
     for spec, processor in zip(config.backbones, processors):
         if spec["modality"] == "text":
-            tokenizers.setdefault(spec.get("input_suffix", ""), processor)
+            tokenizers.setdefault(spec["input_suffix"], processor)
     if len(tokenizers) > 1:
         tokenizer = TransferTokenizer(tokenizers)
     else:

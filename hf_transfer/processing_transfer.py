@@ -72,7 +72,7 @@ def image_inputs_of(backbones: list[dict]) -> list[dict]:
     inputs: dict[str, dict] = {}
     for spec in backbones:
         if spec["modality"] == "image":
-            inputs.setdefault(f"pixel_values{spec.get('input_suffix', '')}", dict(spec["data_config"]))
+            inputs.setdefault(f"pixel_values{spec['input_suffix']}", dict(spec["data_config"]))
     return [{"name": name, "data_config": data_config} for name, data_config in inputs.items()]
 
 

@@ -37,6 +37,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 
+from .inputs import IMAGE_INPUT, DataConfig, backbone_input_names
 from .modeling_transfer import TimmBackbone, TransferModel, TransferPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ class GradualUnfreezingCallback(TrainerCallback):
     Trainer's constructor (`callbacks=[...]`) so that the backbones are frozen before the model is wrapped.
     DeepSpeed and FSDP are not supported.
 
-    The callback records each backbone's current freezing in `model.config.backbones[i]["freeze"]`, so a saved
+    The callback records each backbone's current freezing with `model.config.set_backbone_freeze`, so a saved
     checkpoint reloads with the freezing it was saved with.
 
     Args:
@@ -431,7 +432,7 @@ class GradualUnfreezingCallback(TrainerCallback):
             transfer.set_trainable_groups(index, trainable_from=num_groups - trainable)
             self._trainable[index] = trainable
             frozen = num_groups - trainable
-            transfer.config.backbones[index]["freeze"] = "backbone" if trainable == 0 else (frozen or "none")
+            transfer.config.set_backbone_freeze(index, "backbone" if trainable == 0 else (frozen or "none"))
             changed = True
             logger.info(
                 "Gradual unfreezing at %s %g: backbone %d trains its top %d of %d layer groups.",
@@ -554,12 +555,13 @@ def _named_labels(config: Any) -> list[str] | None:
     return None if names == [f"LABEL_{i}" for i in range(len(names))] else names
 
 
-def _image_data_configs(config: Any) -> dict[str, dict]:
-    """`pixel_values{suffix}` → the timm data config of that input, for an hf_transfer model's config."""
+def _image_data_configs(config: Any) -> dict[str, DataConfig]:
+    """`pixel_values{suffix}` → the timm data config of that input, for an hf_transfer model's config (empty for
+    any other model's)."""
     return {
-        f"pixel_values{spec.get('input_suffix') or ''}": dict(spec["data_config"])
-        for spec in getattr(config, "backbones", None) or []
-        if spec.get("modality") == "image" and spec.get("data_config")
+        backbone_input_names(entry)[0]: dict(entry["data_config"])
+        for entry in getattr(config, "backbones", None) or []
+        if entry["modality"] == "image"
     }
 
 
@@ -663,7 +665,7 @@ class Distiller:
         self.check_student(student)
         student_configs = _image_data_configs(getattr(_unwrap(student), "config", None))
         teacher_configs = _image_data_configs(getattr(self.teacher, "config", None))
-        source = student_configs.get("pixel_values")
+        source = student_configs.get(IMAGE_INPUT)
         self.derived_inputs = {
             key: _RenormalizedPixels(source, config)
             for key, config in teacher_configs.items()
@@ -679,7 +681,7 @@ class Distiller:
         """
         teacher = {k: v for k, v in inputs.items() if k in self.input_names}
         for key, derive in self.derived_inputs.items():
-            teacher[key] = derive(inputs["pixel_values"])
+            teacher[key] = derive(inputs[IMAGE_INPUT])
         return teacher
 
     @torch.no_grad()

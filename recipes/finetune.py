@@ -335,13 +335,6 @@ def backbone_specs(model_args: ModelArguments) -> list[BackboneSpec]:
     ]
 
 
-def set_image_size(config, size: int) -> None:
-    """Gives every image backbone `size`-px inputs (stored in the config, so saved processors follow)."""
-    for spec in config.backbones:
-        if spec["modality"] == "image":
-            spec["data_config"]["input_size"] = [3, size, size]
-
-
 def load_teacher(name: str, student_config):
     """Loads the distillation teacher: a classifier of the student's classes (its own image preprocessing is made
     from the student's pixels by the `Distiller`, on the device)."""
@@ -602,9 +595,8 @@ def build_transfer_model(model_args: ModelArguments, task) -> tuple[torch.nn.Mod
         head_dropout=model_args.head_dropout,
         freeze=model_args.freeze,
         num_frozen_groups=model_args.num_frozen_groups,
+        image_size=model_args.image_size,
     )
-    if model_args.image_size:
-        set_image_size(model.config, model_args.image_size)
     if model_args.channels_last and not any(spec["modality"] == "image" for spec in model.config.backbones):
         raise ValueError(
             "--channels_last applies to image backbones; this model's backbones ("
@@ -637,7 +629,7 @@ def main(argv: list[str] | None = None) -> dict:
     from hf_transfer.multitask import is_multitask_recipe, run_multitask
 
     if is_multitask_recipe(argv):
-        # this script's ModelArguments, backbone_specs, check_distributed, last_complete_checkpoint, set_image_size
+        # this script's ModelArguments, backbone_specs, check_distributed, last_complete_checkpoint
         return run_multitask(argv, SimpleNamespace(**globals()))
     # ---- end multi-task ----
     model_args, data_args, training_args, peft_args, regularization_args = parse_all_args(argv)

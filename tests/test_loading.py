@@ -5,6 +5,7 @@ timm's `save_for_hf`, transformers' own models, `torch.save` / safetensors weigh
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import timm
@@ -24,7 +25,13 @@ from transformers import (
     ViTForImageClassification,
 )
 
-from hf_transfer import BackboneSpec, TransferForImageClassification, TransferModel
+from hf_transfer import (
+    BackboneSpec,
+    TransferConfig,
+    TransferForClassification,
+    TransferForImageClassification,
+    TransferModel,
+)
 
 ARCHS = ["test_resnet", "test_vit"]
 PIXELS = 160  # both tiny timm models' pretrained_cfg input size (test_vit's patch embedding is fixed to it)
@@ -454,3 +461,78 @@ def test_recipe_trains_on_a_timm_wrapper_checkpoint_with_its_weights(tmp_path):
     assert set(expected) <= set(saved)
     for key, value in expected.items():
         assert torch.equal(saved[key], value), key
+
+
+SAVED_CONFIG = Path(__file__).parent / "saved_configs" / "multimodal_config_before_typed_entries.json"
+
+
+def test_a_config_saved_before_typed_backbone_entries_loads_and_builds_its_model(tmp_path):
+    """tests/saved_configs/ holds a config.json written by `save_pretrained` before backbone entries were typed
+    (a timm image backbone and two tiny BERTs, one frozen): it loads, keeps every recorded value, and builds a model
+    that reads the inputs that config records."""
+    saved = json.loads(SAVED_CONFIG.read_text())
+    (tmp_path / "config.json").write_text(SAVED_CONFIG.read_text())
+
+    config = TransferConfig.from_pretrained(tmp_path)
+
+    for loaded, written in zip(config.backbones, saved["backbones"]):
+        assert loaded == written  # nothing lost, nothing changed: every default was already recorded
+    assert [entry["input_suffix"] for entry in config.backbones] == ["", "", "_2"]
+    assert [config.backbone_freeze(i) for i in range(3)] == ["none", "backbone", "none"]
+    model = TransferForClassification(config)
+    assert model.transfer.input_names() == [
+        "pixel_values",
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "input_ids_2",
+        "attention_mask_2",
+        "token_type_ids_2",
+    ]
+    assert not any(p.requires_grad for p in model.transfer.backbones[1].parameters())
+    batch = {"pixel_values": torch.randn(2, 3, 32, 32)}
+    for suffix in ("", "_2"):
+        batch |= {f"input_ids{suffix}": torch.randint(5, 100, (2, 6)), f"attention_mask{suffix}": torch.ones(2, 6)}
+    assert model(**batch).logits.shape == (2, 3)
+
+
+def test_backbone_entries_get_their_defaults_once_and_bad_entries_are_named():
+    old = {"source": "timm:test_resnet", "library": "timm", "modality": "image", "data_config": {"input_size": [3]}}
+    config = TransferConfig(backbones=[old, {**old, "future_key": 1}])
+
+    assert config.backbones[0] == {**old, "pooling": "auto", "freeze": None, "input_suffix": ""}
+    assert config.backbones[1]["future_key"] == 1 and config.backbones[1]["input_suffix"] == ""  # kept, as saved
+    assert "pooling" not in old  # the caller's dict is not edited
+    with pytest.raises(Exception, match=r"Backbone 0 lacks \[.source.\]"):  # strict wraps the ValueError
+        TransferConfig(backbones=[{"library": "timm", "modality": "image"}])
+    with pytest.raises(ValueError, match="Unknown freeze 'all' for backbone 0"):
+        config.set_backbone_freeze(0, "all")
+    config.set_backbone_freeze(1, 2)
+    assert config.backbone_freeze(1) == 2
+
+
+def test_one_input_suffix_rule_for_the_model_and_the_data():
+    """For [image, text, text] the model reads input_ids and input_ids_2 (the suffix counts all backbones), and the
+    data pipeline, given entries without a recorded suffix, produces the same keys."""
+    from fixtures import image_backbone, tiny_tokenizer
+
+    from hf_transfer.data.inputs import _text_tokenizers
+    from hf_transfer.inputs import input_suffixes
+
+    image = image_backbone()
+    entries = [{k: v for k, v in e.items() if k != "input_suffix"} for e in (image, {"modality": "text"})]
+    entries.append({"modality": "text"})
+    assert input_suffixes(entries) == ["", "", "_2"]
+    assert input_suffixes([image, image_backbone(48)]) == ["", ""]  # a recorded suffix wins
+    assert input_suffixes([entries[0], {**entries[0], "data_config": {"input_size": [3, 48, 48]}}]) == ["", "_1"]
+    assert sorted(_text_tokenizers(entries, [tiny_tokenizer(), tiny_tokenizer()])) == ["", "_2"]
+
+
+def test_from_backbones_sets_the_image_size_of_every_image_backbone():
+    model = TransferForImageClassification.from_backbones(
+        ["timm:test_resnet", "timm:test_vit"], pretrained=False, num_labels=2, fusion_dim=16, image_size=64
+    )
+    assert [entry["data_config"]["input_size"] for entry in model.config.backbones] == [[3, 64, 64]] * 2
+    assert [entry["input_suffix"] for entry in model.config.backbones] == ["", "_1"]  # assigned at native sizes
+    with pytest.raises(ValueError, match="image_size must be >= 1, got 0"):
+        TransferForImageClassification.from_backbones("timm:test_resnet", pretrained=False, image_size=0)

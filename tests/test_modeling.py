@@ -398,6 +398,17 @@ def test_problem_types_pick_the_loss(num_labels, problem_type, labels, loss, tmp
     torch.testing.assert_close(out.loss, loss(out.logits, labels))
 
 
+@pytest.mark.parametrize(("num_labels", "problem_type"), [(1, None), (3, "multi_label_classification")])
+def test_integer_targets_of_regression_and_multi_label_count_as_floats(num_labels, problem_type):
+    model = TransferForImageClassification.from_backbones(
+        "timm:test_resnet", pretrained=False, num_labels=num_labels, problem_type=problem_type
+    )
+    labels = torch.tensor([[1, 0, 1], [0, 1, 1]]) if num_labels == 3 else torch.tensor([2, 5])
+    out = model(pixel_values=torch.randn(2, 3, 32, 32), labels=labels)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits if num_labels == 3 else torch.nn.functional.mse_loss
+    torch.testing.assert_close(out.loss, loss(out.logits.squeeze(-1), labels.float().squeeze(-1)))
+
+
 def test_text_model_learns_with_the_trainer(tmp_path):
     model = TransferForSequenceClassification.from_backbones(save_tiny_bert(tmp_path / "bert"), num_labels=2)
     data = SeparableText()

@@ -18,7 +18,7 @@ from hf_transfer import (
     TransferForSequenceClassification,
     TransferModel,
 )
-from hf_transfer.modeling_transfer import BackboneSpec, _assign_input_suffixes, load_backbones
+from hf_transfer.modeling_transfer import BackboneSpec, assign_input_suffixes, load_backbones
 
 if transformers_suite.missing_reason():
     pytest.skip(transformers_suite.missing_reason(), allow_module_level=True)
@@ -91,7 +91,7 @@ class TransferModelTester:
 
     def get_config(self) -> TransferConfig:
         specs = [timm_spec() if kind == "image" else bert_spec(self) for kind in self.kinds]
-        _assign_input_suffixes(specs)
+        assign_input_suffixes(specs)
         return TransferConfig(backbones=specs, num_labels=self.num_labels, fusion_dim=16)
 
     def prepare_config_and_inputs(self):

@@ -11,7 +11,8 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-from .inputs import TEXT_INPUT_KEYS, _is_image_input, _text_tokenizers
+from ..inputs import TEXT_INPUTS, is_image_input
+from .inputs import _text_tokenizers
 
 __all__ = [
     "TransferDataCollator",
@@ -32,7 +33,7 @@ def _stack_images(
     examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor], channels_last: bool = False
 ) -> None:
     for key in examples[0]:
-        if _is_image_input(key):
+        if is_image_input(key):
             stacked = torch.stack([torch.as_tensor(example[key]) for example in examples])
             batch[key] = to_channels_last(stacked) if channels_last else stacked
 
@@ -104,10 +105,10 @@ class TransferDataCollator:
         batch: dict[str, torch.Tensor] = {}
         _stack_images(examples, batch, self.channels_last)
         for suffix, padder in self._padders.items():
-            keys = [key for key in TEXT_INPUT_KEYS if key + suffix in examples[0]]
+            keys = [key for key in TEXT_INPUTS if key + suffix in examples[0]]
             if not keys:
                 raise KeyError(
-                    f"Text input '{TEXT_INPUT_KEYS[0]}{suffix}' missing from the batch (keys: "
+                    f"Text input '{TEXT_INPUTS[0]}{suffix}' missing from the batch (keys: "
                     f"{', '.join(examples[0])}); was the dataset tokenized with tokenize_dataset?"
                 )
             padded = padder([{key: example[key + suffix] for key in keys} for example in examples])

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from .inputs import IMAGE_INPUT_KEY, _image_data_configs, _is_text_input
+from ..inputs import IMAGE_INPUT, is_text_input
+from .inputs import _image_data_configs
 
 __all__ = [
     "AugmentationEpochCallback",
@@ -194,7 +195,7 @@ class ImagePreprocessor:
         self.seed = seed if is_training else None
         self.epoch = 0
         self.transforms = {
-            IMAGE_INPUT_KEY + suffix: build_image_transforms(config, is_training, color_jitter=color_jitter)
+            IMAGE_INPUT + suffix: build_image_transforms(config, is_training, color_jitter=color_jitter)
             for suffix, config in configs.items()
         }
 
@@ -245,7 +246,7 @@ class ImagePreprocessor:
         if self.label_column in batch:
             out["labels"] = batch[self.label_column]
         for key, values in batch.items():
-            if _is_text_input(key):
+            if is_text_input(key):
                 out[key] = values
         return out
 

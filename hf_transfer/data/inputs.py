@@ -1,11 +1,11 @@
 """Backbones → inputs: which batch keys each backbone of ``config.backbones`` reads.
 
-How preprocessing reads the model's ``config.backbones`` (a list, one entry per backbone, dicts or objects):
+How preprocessing reads the model's ``config.backbones`` (one :class:`~hf_transfer.inputs.BackboneEntry` each):
 
 * ``"modality"``: ``"image"`` or ``"text"``.
-* ``"input_suffix"``: ``""`` for the first backbone of a modality, ``"_1"``, ``"_2"``... for others that need
-  differently preprocessed inputs. Backbones sharing a suffix share one input (and must agree on preprocessing).
-  Missing → ``""`` for the first backbone of its modality, ``"_{k}"`` for the k-th after it.
+* ``"input_suffix"``: ``""`` for the first backbone of a modality, ``"_{i}"`` for others that need differently
+  preprocessed inputs. Backbones sharing a suffix share one input (and must agree on preprocessing). Missing → the
+  rule the model records (:func:`hf_transfer.inputs.input_suffixes`).
 * image backbones: ``"data_config"``, a timm-style dict ``{"input_size": [3, H, W], "mean": [...], "std": [...],
   "interpolation": "bicubic"|"bilinear", "crop_pct": 0.875}`` (``crop_mode`` optional). The backbone reads
   ``pixel_values{suffix}``: float32 ``(batch, 3, H, W)``, normalized with its mean/std.
@@ -17,47 +17,32 @@ How preprocessing reads the model's ``config.backbones`` (a list, one entry per 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from ..inputs import BackboneEntry, DataConfig, input_suffixes
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-# Batch keys the models read: pixel_values{suffix} from image backbones, the tokenizer outputs from text ones.
-TEXT_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-IMAGE_INPUT_KEY = "pixel_values"
-
-
-def _get(backbone: Any, key: str, default: Any = None) -> Any:
-    if isinstance(backbone, Mapping):
-        return backbone.get(key, default)
-    return getattr(backbone, key, default)
-
-
-def _backbone_inputs(backbones: Sequence[Any], modality: str) -> list[tuple[int, str, Any]]:
+def _backbones_of_modality(backbones: Sequence[BackboneEntry], modality: str) -> list[tuple[int, str, BackboneEntry]]:
     """``(index, input_suffix, backbone)`` for each backbone of ``modality``, in config order."""
-    out, count = [], 0
     for index, backbone in enumerate(backbones):
-        kind = _get(backbone, "modality")
-        if kind not in ("image", "text"):
-            raise ValueError(f"Backbone {index} has modality {kind!r}; valid: image, text.")
-        if kind != modality:
-            continue
-        suffix = _get(backbone, "input_suffix")
-        if suffix is None:
-            suffix = "" if count == 0 else f"_{count}"
-        out.append((index, suffix, backbone))
-        count += 1
-    return out
+        if backbone.get("modality") not in ("image", "text"):
+            raise ValueError(f"Backbone {index} has modality {backbone.get('modality')!r}; valid: image, text.")
+    return [
+        (index, suffix, backbone)
+        for index, (suffix, backbone) in enumerate(zip(input_suffixes(backbones), backbones))
+        if backbone["modality"] == modality
+    ]
 
 
-def _image_data_configs(backbones: Sequence[Any]) -> dict[str, dict]:
+def _image_data_configs(backbones: Sequence[BackboneEntry]) -> dict[str, DataConfig]:
     """``input_suffix`` → timm data config, one per distinct image input."""
-    configs: dict[str, dict] = {}
-    for index, suffix, backbone in _backbone_inputs(backbones, "image"):
-        data_config = _get(backbone, "data_config")
+    configs: dict[str, DataConfig] = {}
+    for index, suffix, backbone in _backbones_of_modality(backbones, "image"):
+        data_config = backbone.get("data_config")
         if not data_config:
             raise ValueError(f"Image backbone {index} has no 'data_config' (input_size, mean, std, interpolation).")
         data_config = dict(data_config)
@@ -78,14 +63,14 @@ def _normalized_config(config: Mapping) -> dict:
 
 
 def _text_tokenizers(
-    backbones: Sequence[Any], tokenizers: Sequence[PreTrainedTokenizerBase | Any] | None
+    backbones: Sequence[BackboneEntry], tokenizers: Sequence[PreTrainedTokenizerBase | Any] | None
 ) -> dict[str, PreTrainedTokenizerBase]:
     """``input_suffix`` → tokenizer, one per distinct text input.
 
     ``tokenizers`` holds one tokenizer per text backbone in config order, or one processor per backbone (image
     processors included, as ``hf_transfer.processing.load_processors`` returns them).
     """
-    text = _backbone_inputs(backbones, "text")
+    text = _backbones_of_modality(backbones, "text")
     tokenizers = list(tokenizers or [])
     if len(tokenizers) == len(backbones) and len(backbones) != len(text):
         tokenizers = [tokenizers[index] for index, _, _ in text]
@@ -101,11 +86,3 @@ def _text_tokenizers(
             raise ValueError(f"Text backbone {index} got {type(tokenizer).__name__}, which is not a tokenizer.")
         out.setdefault(suffix, tokenizer)
     return out
-
-
-def _is_text_input(key: str) -> bool:
-    return any(key == name or re.fullmatch(rf"{name}_\d+", key) for name in TEXT_INPUT_KEYS)
-
-
-def _is_image_input(key: str) -> bool:
-    return key == IMAGE_INPUT_KEY or re.fullmatch(rf"{IMAGE_INPUT_KEY}_\d+", key) is not None

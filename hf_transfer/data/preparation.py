@@ -9,10 +9,11 @@ from typing import Any, NamedTuple
 import datasets
 from datasets import DatasetDict
 
+from ..inputs import is_text_input
 from .arguments import DataTrainingArguments
 from .collation import TransferDataCollator, build_data_collator
 from .images import ImagePreprocessor
-from .inputs import _image_data_configs, _is_text_input, _text_tokenizers
+from .inputs import _image_data_configs, _text_tokenizers
 from .labels import check_labels, prepare_labels
 from .loading import TaskInfo
 from .text import tokenize_dataset
@@ -107,7 +108,7 @@ def prepare_split(
             seed=seed,
         )
         return dataset.with_transform(preprocessor)
-    return dataset.select_columns([c for c in dataset.column_names if _is_text_input(c) or c == "labels"])
+    return dataset.select_columns([c for c in dataset.column_names if is_text_input(c) or c == "labels"])
 
 
 class PreparedDatasets(NamedTuple):

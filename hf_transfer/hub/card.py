@@ -16,6 +16,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from ..configuration_transfer import effective_freeze, normalize_backbone_entries
+from ..inputs import BackboneEntry
 from .recipe import RunRecipe, render_recipe_section
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ def render_model_card(
     """Renders the model card: Hub metadata (`ModelCardData`, `model-index`) plus the prose of the card template.
 
     Args:
-        config: The model's config. Read: `backbones` (dicts with `source`, `library`, `modality`, `pooling`,
+        config: The model's config. Read: `backbones` (`BackboneEntry`s: `source`, `library`, `modality`, `pooling`,
             `freeze`), `fusion`, `fusion_dim`, `head`, `head_hidden_sizes`, `head_activation`, `head_dropout`,
             `freeze`, `num_frozen_groups`, `id2label`, `problem_type`; any may be missing.
         repo_id: Where the model is pushed, `"namespace/name"` (used in the loading snippet).
@@ -118,8 +120,8 @@ def render_model_card(
         raise ValueError(f"Unknown task {task!r}; valid tasks are: {', '.join(_TASKS)}.")
     task_title, auto_class = _TASKS[task]
     model_name = repo_id.split("/")[-1]
-    specs = list(getattr(config, "backbones", None) or [])
-    backbones = [_describe_backbone(config, i, spec) for i, spec in enumerate(specs)]
+    entries = normalize_backbone_entries(getattr(config, "backbones", None) or [])
+    backbones = [_describe_backbone(config, entry) for entry in entries]
     base_models = [b["hub_id"] for b in backbones if b["hub_id"]]
     metrics = _metrics(eval_results or {})
     problem_type = getattr(config, "problem_type", None) or "single_label_classification"
@@ -142,7 +144,7 @@ def render_model_card(
         + list(tags),
     )
 
-    fusion = getattr(config, "fusion", None) if len(specs) > 1 else None
+    fusion = getattr(config, "fusion", None) if len(backbones) > 1 else None
     template_kwargs = {
         "model_name": model_name,
         "repo_id": repo_id,
@@ -266,7 +268,7 @@ def _looks_like_hub_id(source: str) -> bool:
     return True
 
 
-def _backbone_hub_id(spec: Mapping[str, Any]) -> str | None:
+def _backbone_hub_id(spec: BackboneEntry) -> str | None:
     """The Hub repo a backbone's weights came from, or None (random init, a local path, a bare timm name)."""
     if spec.get("pretrained") is False:
         return None
@@ -275,10 +277,10 @@ def _backbone_hub_id(spec: Mapping[str, Any]) -> str | None:
         pretrained_cfg = (spec.get("config") or {}).get("pretrained_cfg") or {}
         if pretrained_cfg.get("hf_hub_id") and _looks_like_hub_id(pretrained_cfg["hf_hub_id"]):
             return pretrained_cfg["hf_hub_id"]
-    source = str(spec.get("source") or "")
+    source = str(spec["source"])
     for prefix in ("hf-hub:", "hf_hub:"):
         source = source.removeprefix(prefix)
-    is_timm_name = source.startswith("timm:") or (spec.get("library") == "timm" and "/" not in source)
+    is_timm_name = source.startswith("timm:") or (spec["library"] == "timm" and "/" not in source)
     source = source.removeprefix("timm:")
     if is_timm_name:
         # timm's pretrained tags live on the Hub as timm/<architecture>.<tag>; a bare architecture name does not.
@@ -286,17 +288,10 @@ def _backbone_hub_id(spec: Mapping[str, Any]) -> str | None:
     return source if source and _looks_like_hub_id(source) else None
 
 
-def _describe_backbone(config: Any, index: int, spec: Mapping[str, Any]) -> dict[str, Any]:
-    source = str(spec.get("source") or f"backbone {index}")
+def _describe_backbone(config: PreTrainedConfig, spec: BackboneEntry) -> dict[str, Any]:
+    source = spec["source"]
     hub_id = _backbone_hub_id(spec)
-    if callable(getattr(config, "backbone_freeze", None)):
-        freeze = config.backbone_freeze(index)
-    else:
-        freeze = spec.get("freeze")
-        if freeze is None:
-            freeze = getattr(config, "freeze", "none")
-        if freeze == "partial":
-            freeze = getattr(config, "num_frozen_groups", 0)
+    freeze = effective_freeze(spec, getattr(config, "freeze", "none"), getattr(config, "num_frozen_groups", 0))
     if hub_id:
         link = f"[{hub_id}](https://huggingface.co/{hub_id})"
     elif _looks_like_local_path(source):
@@ -307,9 +302,9 @@ def _describe_backbone(config: Any, index: int, spec: Mapping[str, Any]) -> dict
         "source": source,
         "hub_id": hub_id,
         "link": link,
-        "library": spec.get("library") or "unknown",
-        "modality": spec.get("modality") or "unknown",
-        "pooling": spec.get("pooling") or "auto",
+        "library": spec["library"],
+        "modality": spec["modality"],
+        "pooling": spec["pooling"],
         "freeze": _freeze_text(freeze),
         "frozen": _freeze_state(freeze),
     }
@@ -344,11 +339,11 @@ def _freeze_summary(backbones: Sequence[Mapping[str, Any]], fusion: str | None) 
     return "per backbone, see the table above"
 
 
-def _head_summary(config: Any) -> str:
+def _head_summary(config: PreTrainedConfig) -> str:
+    dropout = getattr(config, "head_dropout", None)
     if getattr(config, "head", "linear") == "mlp":
         sizes = list(getattr(config, "head_hidden_sizes", None) or [])
         activation = getattr(config, "head_activation", None)
-        dropout = getattr(config, "head_dropout", None)
         details = ", ".join(
             part
             for part in (
@@ -359,7 +354,6 @@ def _head_summary(config: Any) -> str:
             if part
         )
         return f"MLP ({details}) then a linear output layer" if details else "MLP then a linear output layer"
-    dropout = getattr(config, "head_dropout", None)
     return "linear classifier on the pooled features" + (f" (dropout {dropout})" if dropout else "")
 
 
@@ -452,8 +446,8 @@ def render_timm_model_card(
     Returns:
         The card; `write_model_card` saves it as README.md.
     """
-    specs = list(getattr(config, "backbones", None) or [])
-    base_models = [hub_id for hub_id in (_backbone_hub_id(spec) for spec in specs) if hub_id]
+    entries = getattr(config, "backbones", None) or []
+    base_models = [hub_id for hub_id in (_backbone_hub_id(entry) for entry in entries) if hub_id]
     metrics = _metrics(eval_results or {})
     labels = _labels(config)
     pretrained_cfg = timm_config.get("pretrained_cfg") or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
+from ..inputs import BackboneEntry
 from .card import _labels
 
 __all__ = [
@@ -85,7 +86,7 @@ def check_timm_exportable(model: PreTrainedModel) -> None:
     _timm_export_spec(model)
 
 
-def _timm_export_spec(model: Any) -> dict[str, Any]:
+def _timm_export_spec(model: Any) -> BackboneEntry:
     """The single timm backbone's spec, or a ValueError that lists why the model is no plain timm model."""
     from torch import nn
 
@@ -99,10 +100,10 @@ def _timm_export_spec(model: Any) -> dict[str, Any]:
         )
     reasons = []
     if len(specs) > 1:
-        sources = ", ".join(str(spec.get("source")) for spec in specs)
+        sources = ", ".join(spec["source"] for spec in specs)
         reasons.append(f"it fuses {len(specs)} backbones ({sources}) and a timm model has one")
-    elif specs[0].get("library") != "timm":
-        reasons.append(f"its backbone {specs[0].get('source')!r} is a {specs[0].get('library')} model, not a timm one")
+    elif specs[0]["library"] != "timm":
+        reasons.append(f"its backbone {specs[0]['source']!r} is a {specs[0]['library']} model, not a timm one")
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     if getattr(config, "head", "linear") != "linear" or len(linears) != 1:
         reasons.append(
@@ -118,7 +119,7 @@ def _timm_export_spec(model: Any) -> dict[str, Any]:
     return specs[0]
 
 
-def _timm_model_with_head(model: Any, spec: Mapping[str, Any]) -> Any:
+def _timm_model_with_head(model: Any, spec: BackboneEntry) -> Any:
     """A fresh timm model of the backbone's architecture with the backbone's weights and our head as classifier."""
     import timm
     from torch import nn
