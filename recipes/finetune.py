@@ -33,6 +33,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_transfer
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
+from hf_transfer.adaptation import (  # --- domain adaptation (issue 11) ---
+    AdaptationArguments,
+    AdaptationTrainer,
+    DomainAdapter,
+    check_adaptation,
+    head_input_dim,
+    load_target_datasets,
+    prepare_target_datasets,
+)
 from hf_transfer.data import (
     AugmentationEpochCallback,
     DataTrainingArguments,
@@ -142,9 +151,12 @@ class ModelArguments:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
-    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+def parse_args(argv: list[str] | None = None, *, with_adaptation: bool = False) -> tuple:
+    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them.
+
+    Returns `(model_args, data_args, training_args)`, and the `AdaptationArguments` last with `with_adaptation`.
+    """
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments, AdaptationArguments))
     argv = list(sys.argv[1:] if argv is None else argv)
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
@@ -161,9 +173,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
         if unknown:
             raise ValueError(f"Unknown keys in the recipe: {unknown}. Valid keys are the flags of --help.")
         parser.set_defaults(**recipe)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args, adaptation_args = parser.parse_args_into_dataclasses(args=argv)
     if not model_args.backbone:
         parser.error("--backbone is required (in the recipe or on the command line).")
+    if with_adaptation:
+        return model_args, data_args, training_args, adaptation_args
     return model_args, data_args, training_args
 
 
@@ -272,8 +286,13 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     return None
 
 
+def target_splits(target) -> dict:
+    """The target splits to cache, keyed `target_{train,score,eval}` (none without domain adaptation)."""
+    return {} if target is None else {f"target_{k}": getattr(target, k) for k in ("train", "score", "eval")}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, adaptation_args = parse_args(argv, with_adaptation=True)
     check_distributed(training_args)
 
     logging.basicConfig(
@@ -326,6 +345,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. Data
     raw_datasets, task = load_raw_datasets(data_args, seed=training_args.seed)
+    # --- domain adaptation (issue 11): unlabelled target data, checked against the source before any training ---
+    target = None
+    if adaptation_args.adaptation:
+        if model_args.teacher:
+            raise ValueError("--adaptation and --teacher (distillation) cannot be combined; drop one.")
+        check_adaptation(adaptation_args, task.problem_type, training_args.metric_for_best_model)
+        target = load_target_datasets(adaptation_args, data_args, task, seed=training_args.seed)
+    # --- end domain adaptation ---
 
     # 2. Model
     model_class = TransferForImageClassification if task.modality == "image" else TransferForSequenceClassification
@@ -367,6 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     # The prepared datasets hold exactly the model's inputs (pixel_values_1, input_ids_1... included), which the
     # Trainer's signature-based column removal would drop.
     training_args.remove_unused_columns = False
+    if target is not None:  # --- domain adaptation (issue 11): the target prepared as the source ---
+        target = prepare_target_datasets(target, model.config.backbones, processors, data_args, training_args.seed)
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
@@ -388,9 +417,11 @@ def main(argv: list[str] | None = None) -> dict:
                     autocast_dtype=autocast,
                     desc=f"Caching backbone features ({split})",
                 )
-                for split, dataset in {"train": train_dataset, **eval_datasets}.items()
+                for split, dataset in {"train": train_dataset, **eval_datasets, **target_splits(target)}.items()
                 if dataset is not None
             }
+        if target is not None:  # --- domain adaptation (issue 11) ---
+            target = target._replace(**{k: cached.get(f"target_{k}") for k in ("train", "score", "eval")})
         train_dataset = cached.get("train")
         eval_datasets = {split: cached[split] for split in eval_datasets}
         data_collator = collate_cached
@@ -420,6 +451,17 @@ def main(argv: list[str] | None = None) -> dict:
             teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
         )
         data_collator = TeacherPixels.wrap(data_collator, model.config, teacher.config)
+    if target is not None:  # --- domain adaptation (issue 11): L_s + λ·L_d, the adapter kept out of the model ---
+        trainer_class = AdaptationTrainer
+        trainer_kwargs.update(
+            adapter=DomainAdapter(
+                adaptation_args.adaptation, head_input_dim(model), task.num_labels, adaptation_args
+            ),
+            target_dataset=target.train,
+            target_score_dataset=target.score,
+            target_eval_dataset=target.eval,
+            snd_temperature=adaptation_args.snd_temperature,
+        )
     trainer = trainer_class(
         model=model,
         args=training_args,
