@@ -47,9 +47,9 @@ TASKS = {
         "flags": [
             "--backbone", "test_resnet", "--random_init", "--image_size", "28", "--no_augmentation",
             "--head", "mlp", "--head_hidden_sizes", "128",
-            "--learning_rate", "2e-3", "--weight_decay", "1e-3", "--warmup_steps", "20",
+            "--learning_rate", "2e-3", "--weight_decay", "1e-3", "--warmup_steps", "20", "--discriminator_hidden_size", "256",
         ],
-        "max_steps": 400,
+        "max_steps": 300,
     },
     "speeches": {
         "source": "speeches",
