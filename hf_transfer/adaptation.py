@@ -469,7 +469,9 @@ class ConditionalDomainAdversarialLoss(nn.Module):
 def gaussian_kernel_matrix(features: torch.Tensor, scales: list[float]) -> torch.Tensor:
     """Sum of Gaussian kernels exp(-‖x-y‖² / (2σ²)) with σ² = scale × the mean squared distance (tllib's
     `GaussianKernel(alpha=scale)`, bandwidth from the batch, not back-propagated through)."""
-    distances = torch.cdist(features, features).pow(2)
+    # squared distances from the Gram matrix: cdist's square root has an infinite gradient at the zero diagonal
+    squares = features.pow(2).sum(dim=1, keepdim=True)
+    distances = (squares + squares.T - 2.0 * features @ features.T).clamp_min(0.0)
     mean = distances.detach().mean().clamp_min(1e-8)
     return sum(torch.exp(-distances / (2.0 * scale * mean)) for scale in scales)
 
