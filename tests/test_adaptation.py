@@ -264,6 +264,7 @@ def test_recipe_adapts_reports_target_metrics_and_saves_a_plain_classifier(data,
         + ["--adaptation", "dann", "--adaptation_weight", "0.5", "--max_steps", "4", "--output_dir", out]
         + ["--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2"]
         + ["--metric_for_best_model", "target_snd", "--load_best_model_at_end", "--greater_is_better", "true"]
+        + ["--logging_steps", "1"]
     )
     all_results = read_json(out / "all_results.json")
     for key in ("eval_accuracy", "eval_target_accuracy", "eval_target_entropy", "eval_target_im", "eval_target_snd"):
