@@ -238,7 +238,9 @@ def load_target_datasets(
     raw, info = load_raw_datasets(target_args, seed=seed, modalities=modalities)
     where = info.dataset_name or "(target files)"
     if "train" not in raw:
-        raise ValueError(f"The target data {where} has no train split (splits: {list(raw)}); it is the adapted-to data.")
+        raise ValueError(
+            f"The target data {where} has no train split (splits: {list(raw)}); it is the adapted-to data."
+        )
     if info.problem_type != task.problem_type:
         raise ValueError(f"The target data {where} is {info.problem_type}, the source {task.problem_type}.")
     check_target_labels(task.label_list, info.label_list, where)

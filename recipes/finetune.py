@@ -454,9 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     if target is not None:  # --- domain adaptation (issue 11): L_s + λ·L_d, the adapter kept out of the model ---
         trainer_class = AdaptationTrainer
         trainer_kwargs.update(
-            adapter=DomainAdapter(
-                adaptation_args.adaptation, head_input_dim(model), task.num_labels, adaptation_args
-            ),
+            adapter=DomainAdapter(adaptation_args.adaptation, head_input_dim(model), task.num_labels, adaptation_args),
             target_dataset=target.train,
             target_score_dataset=target.score,
             target_eval_dataset=target.eval,
