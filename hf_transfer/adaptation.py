@@ -70,6 +70,14 @@ class AdaptationArguments:
         default=None, metadata={"help": "Domain adaptation method: " + ", ".join(ADAPTATION_METHODS) + "."}
     )
     adaptation_weight: float = field(default=1.0, metadata={"help": "λ, the weight of the adaptation loss L_d."})
+    adaptation_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "constant: λ throughout (tllib's; dann/cdan still ramp their gradient reversal from 0); "
+            "warm_start: λ itself ramps from 0 on the same schedule, for a statistical L_d (mmd) on a backbone "
+            "trained from scratch, which it can otherwise collapse before the classes are learnt."
+        },
+    )
     target_dataset_name: str | None = field(
         default=None, metadata={"help": "Target data: a Hub dataset or a local directory (as --dataset_name)."}
     )
@@ -127,6 +135,8 @@ class AdaptationArguments:
                 f"--adaptation {self.adaptation} needs unlabelled target data: --target_dataset_name, "
                 "--target_train_dir or --target_train_file."
             )
+        if self.adaptation_schedule not in ("constant", "warm_start"):
+            raise ValueError(f"--adaptation_schedule {self.adaptation_schedule!r}: valid are constant, warm_start.")
         if self.adaptation_weight < 0:
             raise ValueError(f"--adaptation_weight must be >= 0, got {self.adaptation_weight}.")
         if self.discriminator_hidden_size < 1 or self.cdan_randomized_dim < 1:
@@ -583,6 +593,7 @@ class DomainAdapter(nn.Module):
             args.grl_alpha,
             args.grl_max_steps,
         )
+        self.schedule = args.adaptation_schedule
         self.grl = WarmStartGradientReverseLayer(args.grl_alpha, args.grl_max_steps or 1000)
         if method == "dann":
             self.loss = DomainAdversarialLoss(feature_dim, args.discriminator_hidden_size, self.grl)
@@ -602,6 +613,11 @@ class DomainAdapter(nn.Module):
             self.loss = CorrelationAlignmentLoss()
         else:
             self.loss = MinimumClassConfusionLoss(args.mcc_temperature)
+
+    @property
+    def current_weight(self) -> float:
+        """λ at the current step: constant, or ramped on the warm-start schedule."""
+        return self.weight * (self.grl.coefficient if self.schedule == "warm_start" else 1.0)
 
     def forward(self, f_s, f_t, logits_s, logits_t) -> torch.Tensor:
         """L_d (unweighted) of a source and a target batch of features and logits."""
@@ -802,11 +818,12 @@ class AdaptationTrainer(TransferTrainer):
         else:
             task_loss = _unwrap(model).compute_loss(logits_s, labels)
         adaptation_loss = self.adapter(features[:n], features[n:], logits_s, logits_t)
-        loss = task_loss + self.adapter.weight * adaptation_loss
+        loss = task_loss + self.adapter.current_weight * adaptation_loss
         self._last_log = {
             "source_loss": task_loss.item(),
             "adaptation_loss": adaptation_loss.item(),
             "grl_coefficient": self.adapter.grl.coefficient,
+            "adaptation_weight": self.adapter.current_weight,
         }
         accuracy = getattr(self.adapter.loss, "domain_accuracy", None)
         if accuracy is not None:
