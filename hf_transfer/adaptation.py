@@ -126,6 +126,12 @@ class AdaptationArguments:
 
     def __post_init__(self):
         if self.adaptation is None:
+            if self.has_target_data:  # a flag that would do nothing
+                raise ValueError(
+                    "Target data is given but no --adaptation method; pass --adaptation, one of "
+                    + ", ".join(ADAPTATION_METHODS)
+                    + "."
+                )
             return
         self.adaptation = self.adaptation.lower()
         if self.adaptation not in ADAPTATION_METHODS:

@@ -334,6 +334,13 @@ def test_bad_adaptation_inputs_fail_before_training(data, tmp_path, flags, messa
     assert not (tmp_path / "model.safetensors").exists()
 
 
+def test_target_data_without_a_method_is_refused():
+    with pytest.raises(ValueError, match="no --adaptation method"):
+        AdaptationArguments(target_dataset_name="digits")
+    with pytest.raises(ValueError, match="--adaptation_schedule 'linear'"):
+        AdaptationArguments(adaptation="mmd", target_dataset_name="digits", adaptation_schedule="linear")
+
+
 @pytest.mark.parametrize("method", ["cdan", "mcc"])
 def test_class_probability_methods_are_refused_on_regression(data, tmp_path, method):
     bert = save_tiny_bert(tmp_path / "bert")
