@@ -35,6 +35,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_transfer
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
+from hf_transfer.adaptation import (  # --- domain adaptation (issue 11) ---
+    AdaptationArguments,
+    AdaptationTrainer,
+    DomainAdapter,
+    check_adaptation,
+    head_input_dim,
+    load_target_datasets,
+    prepare_target_datasets,
+)
 from hf_transfer.data import (
     AugmentationEpochCallback,
     DataTrainingArguments,
@@ -199,7 +208,14 @@ class ModelArguments:
 def make_parser() -> HfArgumentParser:
     """The recipe's parser, with the recipe's own defaults (before any recipe file)."""
     parser = HfArgumentParser(
-        (ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments)
+        (
+            ModelArguments,
+            DataTrainingArguments,
+            TrainingArguments,
+            PeftArguments,
+            RegularizationArguments,
+            AdaptationArguments,
+        )
     )
     if not torch.cuda.is_available():
         # No GPU: train on CPU, and with several processes as CPU DDP over gloo. Without `use_cpu`, `accelerate
@@ -243,10 +259,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataTrain
     return parse_all_args(argv)[:3]
 
 
-def parse_all_args(
-    argv: list[str] | None = None,
-) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments, PeftArguments, RegularizationArguments]:
-    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them."""
+def parse_all_args(argv: list[str] | None = None) -> tuple:
+    """Parses `[RECIPE.yaml] [--flag value ...]`: the recipe gives defaults, the command line overrides them.
+
+    Returns:
+        `(model_args, data_args, training_args, peft_args, regularization_args, adaptation_args)`.
+    """
     parser = make_parser()
     argv = apply_recipe_file(parser, list(sys.argv[1:] if argv is None else argv))
     model_args, data_args, training_args, *extra_args = parser.parse_args_into_dataclasses(args=argv)
@@ -621,6 +639,11 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     return None
 
 
+def target_splits(target) -> dict:
+    """The target splits to cache, keyed `target_{train,score,eval}` (none without domain adaptation)."""
+    return {} if target is None else {f"target_{k}": getattr(target, k) for k in ("train", "score", "eval")}
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     # ---- multi-task (issue 13): a recipe with a `tasks:` list trains one model with a head per task ----
@@ -632,7 +655,7 @@ def main(argv: list[str] | None = None) -> dict:
         # this script's ModelArguments, backbone_specs, check_distributed, last_complete_checkpoint
         return run_multitask(argv, SimpleNamespace(**globals()))
     # ---- end multi-task ----
-    model_args, data_args, training_args, peft_args, regularization_args = parse_all_args(argv)
+    model_args, data_args, training_args, peft_args, regularization_args, adaptation_args = parse_all_args(argv)
     check_distributed(training_args)
 
     logging.basicConfig(
@@ -687,6 +710,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. Data
     raw_datasets, task = load_raw_datasets(data_args, seed=training_args.seed)
+    # --- domain adaptation (issue 11): unlabelled target data, checked against the source before any training ---
+    target = None
+    if adaptation_args.adaptation:
+        if model_args.teacher:
+            raise ValueError("--adaptation and --teacher (distillation) cannot be combined; drop one.")
+        check_adaptation(adaptation_args, task.problem_type, training_args.metric_for_best_model)
+        target = load_target_datasets(adaptation_args, data_args, task, seed=training_args.seed)
+    # --- end domain adaptation ---
 
     check_label_smoothing(training_args, task.problem_type)
     class_weights = None
@@ -754,6 +785,8 @@ def main(argv: list[str] | None = None) -> dict:
                 model, train_dataset, data_collator, mode=model_args.check_transferability, seed=training_args.seed
             )
     # --- end issue 12 ---
+    if target is not None:  # --- domain adaptation (issue 11): the target prepared as the source ---
+        target = prepare_target_datasets(target, backbones, processors, data_args, training_args.seed)
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
@@ -780,9 +813,16 @@ def main(argv: list[str] | None = None) -> dict:
                     autocast_dtype=autocast,
                     desc=f"Caching backbone features ({split})",
                 )
-                for split, dataset in {"train": train_dataset, **eval_datasets, **predict_datasets}.items()
+                for split, dataset in {
+                    "train": train_dataset,
+                    **eval_datasets,
+                    **predict_datasets,
+                    **target_splits(target),
+                }.items()
                 if dataset is not None
             }
+        if target is not None:  # --- domain adaptation (issue 11) ---
+            target = target._replace(**{k: cached.get(f"target_{k}") for k in ("train", "score", "eval")})
         train_dataset = cached.get("train")
         eval_datasets = {split: cached[split] for split in eval_datasets}
         predict_datasets = {split: cached[split] for split in predict_datasets}
@@ -818,6 +858,15 @@ def main(argv: list[str] | None = None) -> dict:
         teacher = load_teacher(model_args.teacher, model.config)
         trainer_kwargs["distiller"] = Distiller(
             teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
+        )
+    if target is not None:  # --- domain adaptation (issue 11): L_s + λ·L_d, the adapter kept out of the model ---
+        trainer_class = AdaptationTrainer
+        trainer_kwargs.update(
+            adapter=DomainAdapter(adaptation_args.adaptation, head_input_dim(model), task.num_labels, adaptation_args),
+            target_dataset=target.train,
+            target_score_dataset=target.score,
+            target_eval_dataset=target.eval,
+            snd_temperature=adaptation_args.snd_temperature,
         )
     trainer = trainer_class(
         model=model,
