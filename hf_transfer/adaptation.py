@@ -855,6 +855,15 @@ class AdaptationTrainer(TransferTrainer):
         finally:
             self._scoring = False
 
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """The Trainer's prediction; scoring the main eval split (prefix ``eval``, as the recipe does to keep the
+        predictions for the card) adds the target metrics as `evaluate` does."""
+        self._scoring = metric_key_prefix == "eval"
+        try:
+            return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._scoring = False
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         if self._scoring:
