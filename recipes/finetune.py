@@ -40,7 +40,9 @@ from hf_transfer.data import (
     prepare_datasets,
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
+from hf_transfer.hpo import HyperparameterSearchArguments, run_search, searchable
 from hf_transfer.metrics import build_compute_metrics
+from hf_transfer.mixup import MixupArguments, MixupTrainer, build_mixup
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, load_processors
 from hf_transfer.training import (
@@ -58,8 +60,9 @@ DEFAULT_MLP_HIDDEN_SIZES = (1024,)
 
 
 @dataclass
-class ModelArguments:
-    """Which backbone(s) to start from and how to transfer them."""
+class ModelArguments(MixupArguments, HyperparameterSearchArguments):
+    """Which backbone(s) to start from and how to transfer them (plus the mixup / cutmix flags of
+    `hf_transfer.mixup.MixupArguments` and the `--hp_search` flags of `hf_transfer.hpo.HyperparameterSearchArguments`)."""
 
     backbone: list[str] = field(
         default=None,
@@ -373,6 +376,14 @@ def main(argv: list[str] | None = None) -> dict:
         from hf_transfer.hub import check_timm_exportable
 
         check_timm_exportable(model)  # before training, not after
+    # --mixup / --cutmix: checked against the model and task before any data work (hf_transfer.mixup)
+    mixup = build_mixup(
+        model_args,
+        model.config,
+        label_smoothing=training_args.label_smoothing_factor,
+        cache_features=model_args.cache_features,
+        distillation=bool(model_args.teacher),
+    )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(model.config.backbones)} backbone(s), {trainable:,} trainable parameters")
 
@@ -397,6 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
     cache, why = cache_decision(model, augmentation=augmented, requested=model_args.cache_features)
     if cache and (model_args.gradual_unfreezing or model_args.teacher):
         cache, why = False, "off: gradual unfreezing / distillation needs the raw inputs"
+    if cache and mixup is not None:
+        cache, why = False, "off: --mixup / --cutmix mix the pixels before the backbone"
     logger.warning(f"Cached backbone features: {why}")
     if cache:
         model.to(training_args.device)
@@ -429,6 +442,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. Train and evaluate
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
     trainer_class, trainer_kwargs = TransferTrainer, {}
+    if mixup is not None:
+        trainer_class = MixupTrainer
+        trainer_kwargs.update(mixup=mixup, mixup_off_epoch=model_args.mixup_off_epoch)
     if model_args.gradual_unfreezing:
         callbacks.append(
             GradualUnfreezingCallback(
@@ -445,6 +461,8 @@ def main(argv: list[str] | None = None) -> dict:
             teacher, alpha=model_args.distill_alpha, temperature=model_args.distill_temperature
         )
         data_collator = TeacherPixels.wrap(data_collator, model.config, teacher.config)
+    if model_args.hp_search:
+        trainer_class = searchable(trainer_class)
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -462,6 +480,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     results = {}
+    if model_args.hp_search:  # the trials, then the best trial's hyperparameters on `trainer` (hf_transfer.hpo)
+        backbones = model.get_base_model().backbones
+        trainable_backbone = any(p.requires_grad for b in backbones for p in b.parameters())
+        run_search(trainer, model, model_args, backbone_trainable=trainable_backbone or model_args.gradual_unfreezing)
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
