@@ -138,7 +138,7 @@ def parse_space(
     if unknown:
         raise ValueError(
             f"Unknown hyperparameters in hp_space: {unknown}. Valid: TrainingArguments fields (learning_rate, "
-            f"weight_decay, num_train_epochs, warmup_ratio, per_device_train_batch_size, ...) and {list(TRAINER_KEYS)}."
+            f"weight_decay, num_train_epochs, warmup_steps, per_device_train_batch_size, ...) and {list(TRAINER_KEYS)}."
         )
     params, fixed = [], {}
     for name, spec in space.items():
