@@ -249,6 +249,25 @@ class SearchResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
+def check_search_args(args: HyperparameterSearchArguments, training_args: TrainingArguments) -> None:
+    """Checks the search flags before any data or model work: backend, trial count, train + eval, the space.
+
+    Args:
+        args: The search flags.
+        training_args: The run's arguments.
+
+    Raises:
+        ValueError: Naming the bad value and the valid ones.
+    """
+    if args.hp_search not in HP_SEARCH_BACKENDS:
+        raise ValueError(f"--hp_search {args.hp_search!r}: valid backends are {', '.join(HP_SEARCH_BACKENDS)}.")
+    if args.hp_trials < 1:
+        raise ValueError(f"--hp_trials {args.hp_trials} must be at least 1.")
+    if not (training_args.do_train and training_args.do_eval):
+        raise ValueError("--hp_search needs --do_train and --do_eval (trials are compared on the eval split).")
+    parse_space(args.hp_space, training_args, backbone_trainable=True)
+
+
 def run_search(
     trainer: Any,
     model: nn.Module,
@@ -274,10 +293,7 @@ def run_search(
     """
     import optuna
 
-    if args.hp_search not in HP_SEARCH_BACKENDS:
-        raise ValueError(f"--hp_search {args.hp_search!r}: valid backends are {', '.join(HP_SEARCH_BACKENDS)}.")
-    if args.hp_trials < 1:
-        raise ValueError(f"--hp_trials {args.hp_trials} must be at least 1.")
+    check_search_args(args, trainer.args)
     if trainer.train_dataset is None or trainer.eval_dataset is None:
         raise ValueError("--hp_search needs --do_train and --do_eval (trials are compared on the eval split).")
     training_args = trainer.args
@@ -350,6 +366,7 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "apply_hyperparameters",
+    "check_search_args",
     "default_space",
     "parse_space",
     "run_search",

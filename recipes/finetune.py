@@ -40,7 +40,7 @@ from hf_transfer.data import (
     prepare_datasets,
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
-from hf_transfer.hpo import HyperparameterSearchArguments, run_search, searchable
+from hf_transfer.hpo import HyperparameterSearchArguments, check_search_args, run_search, searchable
 from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.mixup import MixupArguments, MixupTrainer, build_mixup
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
@@ -295,6 +295,8 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
     check_distributed(training_args)
+    if model_args.hp_search:
+        check_search_args(model_args, training_args)  # before any data or model work (hf_transfer.hpo)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",

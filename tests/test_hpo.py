@@ -153,11 +153,19 @@ def test_search_on_cached_features_retrains_the_best_trial_as_the_run_model(data
     assert again["eval_accuracy"] == results["eval_accuracy"]
 
 
-def test_search_without_eval_is_refused(data, tmp_path):
-    out = tmp_path / "no_eval"
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--do_train"], "--hp_search needs --do_train and --do_eval"),
+        (["--do_train", "--do_eval", "--hp_trials", "0"], "--hp_trials 0 must be at least 1"),
+        (["--do_train", "--do_eval", "--hp_space", "{lr: {low: 1, high: 2}}"], r"Unknown hyperparameters .*\['lr'\]"),
+    ],
+)
+def test_bad_search_flags_stop_the_run_before_any_data_work(flags, match, tmp_path):
+    out = tmp_path / "bad"
     argv = ["--backbone", "timm:test_resnet", "--random_init", "--freeze", "backbone", "--no_augmentation"]
-    argv += ["--dataset_name", data / "cifar10", "--output_dir", out, "--do_train", "--hp_search", "optuna"]
-    with pytest.raises(ValueError, match="--hp_search needs --do_train and --do_eval"):
+    argv += ["--dataset_name", tmp_path / "does_not_exist", "--output_dir", out, "--hp_search", "optuna", *flags]
+    with pytest.raises(ValueError, match=match):  # the dataset does not exist: the check came first
         finetune.main([str(a) for a in argv] + COMMON)
 
 
