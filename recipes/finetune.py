@@ -51,9 +51,11 @@ from hf_transfer.data import (
     prepare_datasets,
 )
 from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
+from hf_transfer.hpo import HyperparameterSearchArguments, check_search_args, run_search, searchable
 from hf_transfer.hub.recipe import RunRecipe
 from hf_transfer.lora import PeftArguments, apply_lora, merge_lora, save_adapter
 from hf_transfer.metrics import build_compute_metrics
+from hf_transfer.mixup import MixupArguments, MixupTrainer, build_mixup
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, image_processor_for, load_processors, load_tokenizer
 from hf_transfer.regularization import RegularizationArguments, build_regularization
@@ -71,8 +73,9 @@ DEFAULT_MLP_HIDDEN_SIZES = (1024,)
 
 
 @dataclass
-class ModelArguments:
-    """Which backbone(s) to start from and how to transfer them."""
+class ModelArguments(MixupArguments, HyperparameterSearchArguments):
+    """Which backbone(s) to start from and how to transfer them (plus the mixup / cutmix flags of
+    `hf_transfer.mixup.MixupArguments` and the `--hp_search` flags of `hf_transfer.hpo.HyperparameterSearchArguments`)."""
 
     backbone: list[str] = field(
         default=None,
@@ -657,6 +660,8 @@ def main(argv: list[str] | None = None) -> dict:
     # ---- end multi-task ----
     model_args, data_args, training_args, peft_args, regularization_args, adaptation_args = parse_all_args(argv)
     check_distributed(training_args)
+    if model_args.hp_search:
+        check_search_args(model_args, training_args)  # before any data or model work (hf_transfer.hpo)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -763,6 +768,14 @@ def main(argv: list[str] | None = None) -> dict:
         model, regularization_args, random_init=model_args.random_init
     )
     # --- end LoRA / regularization
+    # --mixup / --cutmix: checked against the model and task before any data work (hf_transfer.mixup)
+    mixup = build_mixup(
+        model_args,
+        model.config,
+        label_smoothing=training_args.label_smoothing_factor,
+        cache_features=model_args.cache_features,
+        distillation=bool(model_args.teacher),
+    )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"Model: {len(backbones)} backbone(s), {trainable:,} trainable parameters")
 
@@ -798,6 +811,8 @@ def main(argv: list[str] | None = None) -> dict:
         cache, why = False, "off: not an hf_transfer model"
     if cache and (model_args.gradual_unfreezing or model_args.teacher):
         cache, why = False, "off: gradual unfreezing / distillation needs the raw inputs"
+    if cache and mixup is not None:
+        cache, why = False, "off: --mixup / --cutmix mix the pixels before the backbone"
     logger.warning(f"Cached backbone features: {why}")
     if cache:
         model.to(training_args.device)
@@ -838,6 +853,11 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
     trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS terms
     callbacks += regularization_callbacks  # EMA
+    if mixup is not None:
+        if target is not None:
+            raise ValueError("--mixup / --cutmix and --adaptation each bring their own loss; use one of them.")
+        trainer_class = MixupTrainer
+        trainer_kwargs.update(mixup=mixup, mixup_off_epoch=model_args.mixup_off_epoch)
     if model_args.gradual_unfreezing:
         callbacks.append(
             GradualUnfreezingCallback(
@@ -868,6 +888,8 @@ def main(argv: list[str] | None = None) -> dict:
             target_eval_dataset=target.eval,
             snd_temperature=adaptation_args.snd_temperature,
         )
+    if model_args.hp_search:
+        trainer_class = searchable(trainer_class)
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -885,6 +907,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     results = {}
+    if model_args.hp_search:  # the trials, then the best trial's hyperparameters on `trainer` (hf_transfer.hpo)
+        backbones = model.get_base_model().backbones
+        trainable_backbone = any(p.requires_grad for b in backbones for p in b.parameters())
+        run_search(trainer, model, model_args, backbone_trainable=trainable_backbone or model_args.gradual_unfreezing)
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
