@@ -824,7 +824,7 @@ class AdaptationTrainer(TransferTrainer):
         else:
             task_loss = _unwrap(model).compute_loss(logits_s, labels)
         adaptation_loss = self.adapter(features[:n], features[n:], logits_s, logits_t)
-        loss = task_loss + self.adapter.current_weight * adaptation_loss
+        loss = task_loss + self.adapter.current_weight * adaptation_loss + self.regularization_loss(model)
         self._last_log = {
             "source_loss": task_loss.item(),
             "adaptation_loss": adaptation_loss.item(),

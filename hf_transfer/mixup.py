@@ -221,7 +221,7 @@ class MixupTrainer(TransferTrainer):
         with seeded_numpy(*self._next_mix_seed()):
             inputs["pixel_values"], targets = mix_batch(self.mixup, inputs["pixel_values"], labels)
         outputs = model(**inputs)
-        loss = self.soft_target_loss(outputs.logits.float(), targets)
+        loss = self.soft_target_loss(outputs.logits.float(), targets) + self.regularization_loss(model)
         return (loss, outputs) if return_outputs else loss
 
 

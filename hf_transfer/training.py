@@ -249,9 +249,12 @@ class TransferTrainer(Trainer):
         if not (self.regularizers and model.training):
             return result
         loss, outputs = result if return_outputs else (result, None)
-        for regularizer in self.regularizers:
-            loss = loss + regularizer(model)
+        loss = loss + self.regularization_loss(model)
         return (loss, outputs) if return_outputs else loss
+
+    def regularization_loss(self, model: nn.Module) -> torch.Tensor | float:
+        """The regularizers' terms (L2-SP, BSS) of a training step, for every subclass's own loss; 0 without any."""
+        return sum((regularizer(model) for regularizer in self.regularizers), 0.0)
 
     def _unfreezing_callback(self) -> "GradualUnfreezingCallback | None":
         return next((c for c in self.callback_handler.callbacks if isinstance(c, GradualUnfreezingCallback)), None)
@@ -798,8 +801,7 @@ class DistillationTrainer(TransferTrainer):
                 teacher_inputs = self.distiller.teacher_inputs(inputs)
                 teacher_logits = self.distiller.teacher_logits(teacher_inputs, device=outputs.logits.device)
             loss = self.distiller.loss(outputs.logits, teacher_logits, task_loss)
-            for regularizer in self.regularizers:  # L2-SP / BSS compose with distillation
-                loss = loss + regularizer(model)
+            loss = loss + self.regularization_loss(model)  # L2-SP / BSS compose with distillation
         return (loss, outputs) if return_outputs else loss
 
 

@@ -726,9 +726,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     check_label_smoothing(training_args, task.problem_type)
     class_weights = None
+    # Methods that bring their own loss: refused together rather than one silently dropping the other
+    own_losses = {
+        "--teacher": bool(model_args.teacher),
+        "--mixup / --cutmix": model_args.mixup_active,
+        "--adaptation": bool(adaptation_args.adaptation),
+        "--class_weights": bool(model_args.class_weights),
+    }
+    if sum(own_losses.values()) > 1:
+        raise ValueError(
+            f"{' and '.join(k for k, v in own_losses.items() if v)} each bring their own loss; use one of them."
+        )
     if model_args.class_weights and training_args.do_train:
-        if model_args.teacher:
-            raise ValueError("--class_weights and --teacher (distillation) have their own losses; use one of them.")
         class_weights = resolve_class_weights(model_args.class_weights, raw_datasets["train"][task.label_column], task)
         logger.warning(
             f"Class weights ({model_args.class_weights}): {dict(zip(task.label_list, class_weights.tolist()))}"
@@ -854,8 +863,6 @@ def main(argv: list[str] | None = None) -> dict:
     trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS terms
     callbacks += regularization_callbacks  # EMA
     if mixup is not None:
-        if target is not None:
-            raise ValueError("--mixup / --cutmix and --adaptation each bring their own loss; use one of them.")
         trainer_class = MixupTrainer
         trainer_kwargs.update(mixup=mixup, mixup_off_epoch=model_args.mixup_off_epoch)
     if model_args.gradual_unfreezing:

@@ -120,12 +120,23 @@ def test_seeded_numpy_restores_the_global_generator():
 # ------------------------------------------------------------------------------------------------ the trainer
 
 
-def tiny_trainer(tmp_path, **mixup_flags) -> MixupTrainer:
+def tiny_trainer(tmp_path, regularizers=(), **mixup_flags) -> MixupTrainer:
     torch.manual_seed(0)
     model = TransferForImageClassification.from_backbones(["timm:test_resnet"], pretrained=False, num_labels=3)
     mixup = build_mixup(MixupArguments(**mixup_flags), model.config, label_smoothing=0.1)
     args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", seed=5, label_smoothing_factor=0.1)
-    return MixupTrainer(model=model, args=args, mixup=mixup)
+    return MixupTrainer(model=model, args=args, mixup=mixup, regularizers=regularizers)
+
+
+def test_regularizers_add_their_terms_to_the_mixed_loss(tmp_path):
+    # L2-SP / BSS (--l2sp_weight, --bss_weight) must not be dropped when mixup replaces the loss.
+    pixels, labels = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 1])
+    losses = []
+    for regularizers in ((), (lambda model: torch.tensor(5.0),)):
+        trainer = tiny_trainer(tmp_path, regularizers=regularizers, mixup=1.0)
+        trainer.model.train()
+        losses.append(trainer.compute_loss(trainer.model, {"pixel_values": pixels.clone(), "labels": labels}))
+    assert losses[1].item() == pytest.approx(losses[0].item() + 5.0, rel=1e-5)
 
 
 def test_training_loss_is_soft_target_cross_entropy_on_the_mixed_batch_and_eval_is_unmixed(tmp_path):

@@ -277,6 +277,22 @@ def test_label_smoothing_on_regression_is_refused_before_training(data, bert, tm
         )
 
 
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--mixup", "0.8", "--class_weights", "balanced"], "--mixup / --cutmix and --class_weights"),
+        (["--mixup", "0.8", "--adaptation", "mmd"], "--mixup / --cutmix and --adaptation"),
+        (["--adaptation", "coral", "--class_weights", "1,2"], "--adaptation and --class_weights"),
+    ],
+)
+def test_methods_with_their_own_loss_are_refused_together(data, tmp_path, flags, named):
+    # Each replaces the Trainer's loss: together, one would silently drop the other.
+    argv = ["--backbone", "timm:test_resnet", "--random_init", "--dataset_name", data / "cifar10", "--do_train"]
+    argv += ["--target_dataset_name", data / "cifar10"] if "--adaptation" in flags else []
+    with pytest.raises(ValueError, match=f"{named} each bring their own loss"):
+        run(argv + flags + ["--max_steps", "1", "--output_dir", tmp_path])
+
+
 # ---- 2. Multi-label labels from CSV ----
 
 
