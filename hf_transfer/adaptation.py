@@ -215,6 +215,10 @@ def load_target_datasets(
 ) -> TargetData:
     """Loads the target data with `hf_transfer.data.load_raw_datasets` and checks it against the source task.
 
+    The target's train split needs no labels (``require_labels=False``): an image folder without class
+    subfolders, a file with only the input column(s), a dataset whose labels are -1/None. Labels it has are only
+    checked against the source's classes, never trained on; the evaluation split needs them.
+
     Args:
         args: The adaptation flags (target data, its columns and splits).
         data_args: The source's data flags (column names, cache dir, preprocessing defaults).
@@ -251,13 +255,14 @@ def load_target_datasets(
         max_eval_samples=None,
     )
     modalities = {"multimodal": ["image", "text"]}.get(task.modality, [task.modality])
-    raw, info = load_raw_datasets(target_args, seed=seed, modalities=modalities)
+    # Its train split is unlabelled: no label column needed there, and any labels it has are never trained on.
+    raw, info = load_raw_datasets(target_args, seed=seed, modalities=modalities, require_labels=False)
     where = info.dataset_name or "(target files)"
     if "train" not in raw:
         raise ValueError(
             f"The target data {where} has no train split (splits: {list(raw)}); it is the adapted-to data."
         )
-    if info.problem_type != task.problem_type:
+    if info.problem_type is not None and info.problem_type != task.problem_type:
         raise ValueError(f"The target data {where} is {info.problem_type}, the source {task.problem_type}.")
     check_target_labels(task.label_list, info.label_list, where)
     split = args.target_validation_split
@@ -273,7 +278,10 @@ def load_target_datasets(
         n = min(len(train), args.max_target_eval_samples or len(train))
         score = train.shuffle(seed=seed).select(range(n))
     target_info = dataclasses.replace(
-        task, image_column=info.image_column, text_columns=info.text_columns, label_column=info.label_column
+        task,
+        image_column=info.image_column,
+        text_columns=info.text_columns,
+        label_column=info.label_column or task.label_column,
     )
     logger.info("Target data %s: %d unlabelled train rows, evaluation split %s", where, len(train), split)
     return TargetData(train, score, raw[split] if split else None, target_info)
@@ -852,6 +860,15 @@ class AdaptationTrainer(TransferTrainer):
         self._scoring = metric_key_prefix == "eval"  # the main evaluation (MNLI's mismatched split is eval_mismatched)
         try:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._scoring = False
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
+        """The Trainer's prediction; the recipe's final evaluation predicts the main eval split (prefix ``eval``) to
+        keep its predictions for the card, and gets the target metrics with it as `evaluate` would."""
+        self._scoring = metric_key_prefix == "eval"
+        try:
+            return super().predict(test_dataset, ignore_keys, metric_key_prefix)
         finally:
             self._scoring = False
 

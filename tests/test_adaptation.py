@@ -27,9 +27,12 @@ from hf_transfer.adaptation import (
     MultipleKernelMMD,
     WarmStartGradientReverseLayer,
     head_input_dim,
+    load_target_datasets,
+    prepare_target_datasets,
     unsupervised_scores,
     warm_start_coefficient,
 )
+from hf_transfer.data import DataTrainingArguments, load_raw_datasets
 from hf_transfer.features import collate_cached
 
 SCRIPT = fixtures.RECIPE_SCRIPT
@@ -306,6 +309,52 @@ def test_recipe_adapts_text_and_fused_backbones(data, tmp_path):
             + ["--adaptation", method, "--max_steps", "3", "--output_dir", out]
         )
         assert "eval_target_accuracy" in read_json(out / "all_results.json"), method
+
+
+def _unlabelled_target(root: Path, layout: str) -> list[str]:
+    """Target training data without any label: a parquet of images only, a CSV of image paths only, or a flat
+    image folder (no class subfolders). Returns the target flags."""
+    train = fixtures.cifar10(n_train=24, n_test=2, seed=2)["train"]
+    root.mkdir(parents=True, exist_ok=True)
+    if layout == "parquet":
+        train.remove_columns("label").to_parquet(root / "target.parquet")
+        return ["--target_train_file", root / "target.parquet"]
+    folder = root / "images"
+    folder.mkdir()
+    for i, image in enumerate(train["img"]):
+        image.save(folder / f"{i}.png")
+    if layout == "csv":
+        (root / "target.csv").write_text("img\n" + "".join(f"images/{i}.png\n" for i in range(len(train))))
+        return ["--target_train_file", root / "target.csv"]
+    return ["--target_train_dir", folder]
+
+
+@pytest.mark.parametrize("layout", ["parquet", "csv", "image_folder"])
+def test_recipe_adapts_to_target_data_without_any_label(data, tmp_path, layout):
+    out = tmp_path / "out"
+    run(
+        IMAGE
+        + ["--dataset_name", data / "cifar10", *_unlabelled_target(tmp_path / "target", layout)]
+        + ["--adaptation", "dann", "--max_steps", "2", "--output_dir", out]
+    )
+    results = read_json(out / "all_results.json")
+    assert "eval_accuracy" in results and "eval_target_entropy" in results
+    assert "eval_target_accuracy" not in results  # no labelled target data: nothing to report
+    assert AutoModelForImageClassification.from_pretrained(out).config.num_labels == 10
+
+
+def test_target_train_labels_are_never_used_and_missing_ones_keep_their_rows(data, tmp_path):
+    # Half the target rows are unlabelled (-1): all are target training data, and no label reaches training.
+    target = fixtures.cifar10(n_train=20, n_test=10, seed=3)
+    target["train"] = target["train"].map(lambda row, i: {"label": -1 if i % 2 else row["label"]}, with_indices=True)
+    fixtures.write_hub_layout(target, tmp_path / "target")
+    args = AdaptationArguments(adaptation="dann", target_dataset_name=str(tmp_path / "target"))
+    data_args = DataTrainingArguments(dataset_name=str(data / "cifar10"))
+    _, task = load_raw_datasets(data_args)
+    loaded = load_target_datasets(args, data_args, task)
+    assert len(loaded.train) == 20 and loaded.eval is not None and len(loaded.eval) == 10
+    prepared = prepare_target_datasets(loaded, [fixtures.image_backbone()], None, data_args)
+    assert "labels" not in prepared.train.column_names and "labels" in prepared.eval.column_names
 
 
 @pytest.mark.parametrize(
