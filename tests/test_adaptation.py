@@ -452,3 +452,33 @@ def test_killed_adaptation_run_resumes_to_the_same_metrics(data, tmp_path):
     got = read_json(out / "all_results.json")
     for key in ("eval_loss", "eval_accuracy", "eval_target_accuracy", "eval_target_snd"):
         assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+# ---------------------------------------------------------------------------------------------------- the card
+
+
+def test_the_pushed_card_names_the_adaptation_and_reports_source_and_target_results(data, hub_server, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out, repo_id = tmp_path / "out", "test-user/uda-card"
+    run(
+        IMAGE
+        + ["--dataset_name", data / "cifar10", "--target_dataset_name", data / "cifar10_target"]
+        + ["--adaptation", "cdan", "--adaptation_weight", "0.3", "--max_steps", "2", "--output_dir", out]
+        + ["--push_to_hub", "--hub_model_id", repo_id]
+    )
+    all_results = read_json(out / "all_results.json")
+    card = ModelCard(hub_server.repo(repo_id).head().files["README.md"].decode())
+    by_data = {}
+    for result in card.data.eval_results:
+        by_data.setdefault((result.dataset_name, result.dataset_split), {})[result.metric_type] = result.metric_value
+    assert by_data[("cifar10 (local)", "validation")]["accuracy"] == all_results["eval_accuracy"]
+    target = by_data[("cifar10_target (local)", "test")]  # the labelled target split, a second model-index result
+    assert target["accuracy"] == all_results["eval_target_accuracy"]
+    assert not {"entropy", "target_entropy", "snd"} & set(target)  # scores without labels are no results
+    assert not any(name.startswith("target_") for metrics in by_data.values() for name in metrics)
+    section = card.text.split("### Domain adaptation")[1].split("## Intended uses")[0]
+    for shown in ("`cdan`", "CDAN", "**λ (adaptation weight):** 0.3", "cifar10 (local)", "cifar10_target (local)"):
+        assert shown in section, shown
+    assert "| target_accuracy |" in section and "| target_snd |" in section and "entropy_conditioning" in section
+    assert str(data) not in card.content  # local paths stay unpublished
