@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import fixtures
+import numpy as np
 import pytest
 import torch
 from modeling_utils import save_tiny_bert, tiny_training_args
@@ -341,6 +342,18 @@ def test_recipe_adapts_to_target_data_without_any_label(data, tmp_path, layout):
     assert "eval_accuracy" in results and "eval_target_entropy" in results
     assert "eval_target_accuracy" not in results  # no labelled target data: nothing to report
     assert AutoModelForImageClassification.from_pretrained(out).config.num_labels == 10
+
+
+def test_recipe_adapts_text_to_a_target_file_of_sentences_only(data, tmp_path):
+    bert = save_tiny_bert(tmp_path / "bert")
+    target = tmp_path / "target.csv"
+    target.write_text("sentence\n" + "".join(f"{fixtures.sentence(np.random.default_rng(i))}\n" for i in range(12)))
+    out = tmp_path / "out"
+    run(
+        ["--backbone", bert, "--do_train", "--do_eval", "--dataset_name", data / "glue", "--task_name", "sst2"]
+        + ["--target_train_file", target, "--adaptation", "coral", "--max_steps", "2", "--output_dir", out]
+    )
+    assert "eval_target_snd" in read_json(out / "all_results.json")
 
 
 def test_target_train_labels_are_never_used_and_missing_ones_keep_their_rows(data, tmp_path):

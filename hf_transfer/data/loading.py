@@ -489,7 +489,7 @@ def _resolve_input_columns(
     data_args: DataTrainingArguments,
     task: str | None,
     features: datasets.Features,
-    label_column: str,
+    label_column: str | None,
     wanted: set[str] | None,
     source: str,
 ) -> tuple[str | None, list[str]]:
@@ -536,12 +536,12 @@ def _resolve_input_columns(
             f"Found neither an image nor a text column in {source}; pass --image_column_name or "
             f"--text_column_names. Its columns are: {', '.join(columns)}."
         )
-    if label_column in (image_column, *text_columns):
+    if label_column is not None and label_column in (image_column, *text_columns):
         raise ValueError(f"Column {label_column!r} cannot be both the label and an input column.")
     return image_column, text_columns
 
 
-def _detect_text_columns(features: datasets.Features, label_column: str, any_string: bool) -> list[str]:
+def _detect_text_columns(features: datasets.Features, label_column: str | None, any_string: bool) -> list[str]:
     for pair in TEXT_COLUMN_PAIRS:
         if all(name in features for name in pair):
             return list(pair)
