@@ -207,13 +207,91 @@ class TargetData(NamedTuple):
     eval: Any | None
     """Labelled target evaluation data (reported as `eval_target_*`), or None."""
     info: TaskInfo
-    """The target's columns (the source's task otherwise)."""
+    """The source's task, with the target's columns and evaluation split (``eval_splits``)."""
+
+
+# The methods as a model card names them.
+METHOD_TITLES = {
+    "dann": "DANN (domain-adversarial training, Ganin & Lempitsky, 2015)",
+    "cdan": "CDAN (conditional domain-adversarial training, Long et al., 2018)",
+    "mmd": "DAN (multi-kernel maximum mean discrepancy, Long et al., 2015)",
+    "coral": "Deep CORAL (correlation alignment, Sun & Saenko, 2016)",
+    "mcc": "MCC (minimum class confusion, Jin et al., 2020)",
+}
+# Each method's own flags, shown on the card.
+_METHOD_OPTIONS = {
+    "dann": ("discriminator_hidden_size", "grl_alpha", "grl_max_steps"),
+    "cdan": (
+        "discriminator_hidden_size",
+        "grl_alpha",
+        "grl_max_steps",
+        "entropy_conditioning",
+        "cdan_randomized",
+        "cdan_randomized_dim",
+    ),
+    "mmd": ("mmd_kernel_scales",),
+    "coral": (),
+    "mcc": ("mcc_temperature",),
+}
+
+
+@dataclass
+class AdaptationDescription:
+    """What a model card says about a domain adaptation run (`hf_transfer.hub.render_model_card(adaptation=...)`).
+
+    Attributes:
+        method: The `--adaptation` method (``dann``, ``cdan``, ``mmd``, ``coral``, ``mcc``).
+        weight: λ, `--adaptation_weight`.
+        schedule: `--adaptation_schedule` (``constant`` or ``warm_start``).
+        target_dataset_name: The unlabelled target data (Hub id, local path or files), or None.
+        target_dataset_config_name: Its config.
+        target_eval_split: The labelled target split reported as ``eval_target_*``, or None.
+        options: The method's own flags (discriminator width, kernels, ...), name -> value.
+    """
+
+    method: str
+    weight: float
+    schedule: str = "constant"
+    target_dataset_name: str | None = None
+    target_dataset_config_name: str | None = None
+    target_eval_split: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method_title(self) -> str:
+        return METHOD_TITLES.get(self.method, self.method)
+
+
+def describe_adaptation(args: AdaptationArguments, target: TargetData | None = None) -> AdaptationDescription:
+    """The card's description of a run's domain adaptation, from its flags and target data.
+
+    Args:
+        args: The adaptation flags (`args.adaptation` set).
+        target: From `load_target_datasets` (its labelled evaluation split), or None.
+
+    Returns:
+        An `AdaptationDescription`.
+    """
+    has_eval = target is not None and target.eval is not None and target.info.eval_splits
+    return AdaptationDescription(
+        method=args.adaptation,
+        weight=args.adaptation_weight,
+        schedule=args.adaptation_schedule,
+        target_dataset_name=args.target_dataset_name or args.target_train_dir or args.target_train_file,
+        target_dataset_config_name=args.target_dataset_config_name,
+        target_eval_split=target.info.eval_splits[0] if has_eval else None,
+        options={name: getattr(args, name) for name in _METHOD_OPTIONS.get(args.adaptation, ())},
+    )
 
 
 def load_target_datasets(
     args: AdaptationArguments, data_args: DataTrainingArguments, task: TaskInfo, seed: int = 42
 ) -> TargetData:
     """Loads the target data with `hf_transfer.data.load_raw_datasets` and checks it against the source task.
+
+    The target's train split needs no labels (``require_labels=False``): an image folder without class
+    subfolders, a file with only the input column(s), a dataset whose labels are -1/None. Labels it has are only
+    checked against the source's classes, never trained on; the evaluation split needs them.
 
     Args:
         args: The adaptation flags (target data, its columns and splits).
@@ -251,13 +329,14 @@ def load_target_datasets(
         max_eval_samples=None,
     )
     modalities = {"multimodal": ["image", "text"]}.get(task.modality, [task.modality])
-    raw, info = load_raw_datasets(target_args, seed=seed, modalities=modalities)
+    # Its train split is unlabelled: no label column needed there, and any labels it has are never trained on.
+    raw, info = load_raw_datasets(target_args, seed=seed, modalities=modalities, require_labels=False)
     where = info.dataset_name or "(target files)"
     if "train" not in raw:
         raise ValueError(
             f"The target data {where} has no train split (splits: {list(raw)}); it is the adapted-to data."
         )
-    if info.problem_type != task.problem_type:
+    if info.problem_type is not None and info.problem_type != task.problem_type:
         raise ValueError(f"The target data {where} is {info.problem_type}, the source {task.problem_type}.")
     check_target_labels(task.label_list, info.label_list, where)
     split = args.target_validation_split
@@ -272,8 +351,13 @@ def load_target_datasets(
     if args.max_target_eval_samples != 0:
         n = min(len(train), args.max_target_eval_samples or len(train))
         score = train.shuffle(seed=seed).select(range(n))
-    target_info = dataclasses.replace(
-        task, image_column=info.image_column, text_columns=info.text_columns, label_column=info.label_column
+    target_info = dataclasses.replace(  # the source's task, read from the target's columns
+        task,
+        image_column=info.image_column,
+        text_columns=info.text_columns,
+        label_column=info.label_column or task.label_column,
+        eval_splits=[split] if split else [],
+        test_splits=[],
     )
     logger.info("Target data %s: %d unlabelled train rows, evaluation split %s", where, len(train), split)
     return TargetData(train, score, raw[split] if split else None, target_info)
@@ -856,8 +940,8 @@ class AdaptationTrainer(TransferTrainer):
             self._scoring = False
 
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test"):
-        """The Trainer's prediction; scoring the main eval split (prefix ``eval``, as the recipe does to keep the
-        predictions for the card) adds the target metrics as `evaluate` does."""
+        """The Trainer's prediction; the recipe's final evaluation predicts the main eval split (prefix ``eval``) to
+        keep its predictions for the card, and gets the target metrics with it as `evaluate` would."""
         self._scoring = metric_key_prefix == "eval"
         try:
             return super().predict(test_dataset, ignore_keys, metric_key_prefix)
@@ -912,6 +996,7 @@ class AdaptationTrainer(TransferTrainer):
 __all__ = [
     "ADAPTATION_METHODS",
     "AdaptationArguments",
+    "AdaptationDescription",
     "AdaptationTrainer",
     "ConditionalDomainAdversarialLoss",
     "CorrelationAlignmentLoss",
@@ -924,6 +1009,7 @@ __all__ = [
     "WarmStartGradientReverseLayer",
     "check_adaptation",
     "check_target_labels",
+    "describe_adaptation",
     "head_input_dim",
     "load_target_datasets",
     "prepare_target_datasets",

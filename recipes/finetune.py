@@ -40,6 +40,7 @@ from hf_transfer.adaptation import (  # --- domain adaptation (issue 11) ---
     AdaptationTrainer,
     DomainAdapter,
     check_adaptation,
+    describe_adaptation,
     head_input_dim,
     load_target_datasets,
     prepare_target_datasets,
@@ -970,6 +971,8 @@ def main(argv: list[str] | None = None) -> dict:
             hyperparameters=hyperparameters,
             timm_repo_id=model_args.hub_timm_model_id,
             recipe=recipe,
+            # domain adaptation (issue 11): the card names the method, λ, source and target data and target results
+            adaptation=describe_adaptation(adaptation_args, target) if target is not None else None,
         )
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():

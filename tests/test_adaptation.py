@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import fixtures
+import numpy as np
 import pytest
 import torch
 from modeling_utils import save_tiny_bert, tiny_training_args
@@ -27,9 +28,12 @@ from hf_transfer.adaptation import (
     MultipleKernelMMD,
     WarmStartGradientReverseLayer,
     head_input_dim,
+    load_target_datasets,
+    prepare_target_datasets,
     unsupervised_scores,
     warm_start_coefficient,
 )
+from hf_transfer.data import DataTrainingArguments, load_raw_datasets
 from hf_transfer.features import collate_cached
 
 SCRIPT = fixtures.RECIPE_SCRIPT
@@ -308,6 +312,64 @@ def test_recipe_adapts_text_and_fused_backbones(data, tmp_path):
         assert "eval_target_accuracy" in read_json(out / "all_results.json"), method
 
 
+def _unlabelled_target(root: Path, layout: str) -> list[str]:
+    """Target training data without any label: a parquet of images only, a CSV of image paths only, or a flat
+    image folder (no class subfolders). Returns the target flags."""
+    train = fixtures.cifar10(n_train=24, n_test=2, seed=2)["train"]
+    root.mkdir(parents=True, exist_ok=True)
+    if layout == "parquet":
+        train.remove_columns("label").to_parquet(root / "target.parquet")
+        return ["--target_train_file", root / "target.parquet"]
+    folder = root / "images"
+    folder.mkdir()
+    for i, image in enumerate(train["img"]):
+        image.save(folder / f"{i}.png")
+    if layout == "csv":
+        (root / "target.csv").write_text("img\n" + "".join(f"images/{i}.png\n" for i in range(len(train))))
+        return ["--target_train_file", root / "target.csv"]
+    return ["--target_train_dir", folder]
+
+
+@pytest.mark.parametrize("layout", ["parquet", "csv", "image_folder"])
+def test_recipe_adapts_to_target_data_without_any_label(data, tmp_path, layout):
+    out = tmp_path / "out"
+    run(
+        IMAGE
+        + ["--dataset_name", data / "cifar10", *_unlabelled_target(tmp_path / "target", layout)]
+        + ["--adaptation", "dann", "--max_steps", "2", "--output_dir", out]
+    )
+    results = read_json(out / "all_results.json")
+    assert "eval_accuracy" in results and "eval_target_entropy" in results
+    assert "eval_target_accuracy" not in results  # no labelled target data: nothing to report
+    assert AutoModelForImageClassification.from_pretrained(out).config.num_labels == 10
+
+
+def test_recipe_adapts_text_to_a_target_file_of_sentences_only(data, tmp_path):
+    bert = save_tiny_bert(tmp_path / "bert")
+    target = tmp_path / "target.csv"
+    target.write_text("sentence\n" + "".join(f"{fixtures.sentence(np.random.default_rng(i))}\n" for i in range(12)))
+    out = tmp_path / "out"
+    run(
+        ["--backbone", bert, "--do_train", "--do_eval", "--dataset_name", data / "glue", "--task_name", "sst2"]
+        + ["--target_train_file", target, "--adaptation", "coral", "--max_steps", "2", "--output_dir", out]
+    )
+    assert "eval_target_snd" in read_json(out / "all_results.json")
+
+
+def test_target_train_labels_are_never_used_and_missing_ones_keep_their_rows(data, tmp_path):
+    # Half the target rows are unlabelled (-1): all are target training data, and no label reaches training.
+    target = fixtures.cifar10(n_train=20, n_test=10, seed=3)
+    target["train"] = target["train"].map(lambda row, i: {"label": -1 if i % 2 else row["label"]}, with_indices=True)
+    fixtures.write_hub_layout(target, tmp_path / "target")
+    args = AdaptationArguments(adaptation="dann", target_dataset_name=str(tmp_path / "target"))
+    data_args = DataTrainingArguments(dataset_name=str(data / "cifar10"))
+    _, task = load_raw_datasets(data_args)
+    loaded = load_target_datasets(args, data_args, task)
+    assert len(loaded.train) == 20 and loaded.eval is not None and len(loaded.eval) == 10
+    prepared = prepare_target_datasets(loaded, [fixtures.image_backbone()], None, data_args)
+    assert "labels" not in prepared.train.column_names and "labels" in prepared.eval.column_names
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -403,3 +465,33 @@ def test_killed_adaptation_run_resumes_to_the_same_metrics(data, tmp_path):
     got = read_json(out / "all_results.json")
     for key in ("eval_loss", "eval_accuracy", "eval_target_accuracy", "eval_target_snd"):
         assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+# ---------------------------------------------------------------------------------------------------- the card
+
+
+def test_the_pushed_card_names_the_adaptation_and_reports_source_and_target_results(data, hub_server, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out, repo_id = tmp_path / "out", "test-user/uda-card"
+    run(
+        IMAGE
+        + ["--dataset_name", data / "cifar10", "--target_dataset_name", data / "cifar10_target"]
+        + ["--adaptation", "cdan", "--adaptation_weight", "0.3", "--max_steps", "2", "--output_dir", out]
+        + ["--push_to_hub", "--hub_model_id", repo_id]
+    )
+    all_results = read_json(out / "all_results.json")
+    card = ModelCard(hub_server.repo(repo_id).head().files["README.md"].decode())
+    by_data = {}
+    for result in card.data.eval_results:
+        by_data.setdefault((result.dataset_name, result.dataset_split), {})[result.metric_type] = result.metric_value
+    assert by_data[("cifar10 (local)", "validation")]["accuracy"] == all_results["eval_accuracy"]
+    target = by_data[("cifar10_target (local)", "test")]  # the labelled target split, a second model-index result
+    assert target["accuracy"] == all_results["eval_target_accuracy"]
+    assert not {"entropy", "target_entropy", "snd"} & set(target)  # scores without labels are no results
+    assert not any(name.startswith("target_") for metrics in by_data.values() for name in metrics)
+    section = card.text.split("### Domain adaptation")[1].split("## Intended uses")[0]
+    for shown in ("`cdan`", "CDAN", "**λ (adaptation weight):** 0.3", "cifar10 (local)", "cifar10_target (local)"):
+        assert shown in section, shown
+    assert "| target_accuracy |" in section and "| target_snd |" in section and "entropy_conditioning" in section
+    assert str(data) not in card.content  # local paths stay unpublished

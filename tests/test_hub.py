@@ -471,3 +471,35 @@ def test_card_renders_from_the_real_transfer_config():
     assert "multimodal" in card.data.tags
     assert "every backbone frozen" in card.text and "gated" in card.text
     assert "image–text pairs" in card.text
+
+
+def test_the_card_of_a_domain_adaptation_run_names_it_and_reports_the_target_data_as_a_second_result():
+    from hf_transfer.adaptation import AdaptationDescription
+
+    adaptation = AdaptationDescription(
+        method="mmd",
+        weight=1.0,
+        target_dataset_name="someone/usps",
+        target_eval_split="test",
+        options={"mmd_kernel_scales": [0.5, 1.0]},
+    )
+    metrics = {"eval_accuracy": 0.9, "eval_target_accuracy": 0.7, "eval_target_im": 0.2, "eval_loss": 0.3}
+    card = _render(dataset_name="ylecun/mnist", eval_results=metrics, adaptation=adaptation)
+    assert card.data.datasets == ["ylecun/mnist", "someone/usps"]
+    results = {(r.dataset_type, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results == {("ylecun/mnist", "validation", "accuracy"): 0.9, ("someone/usps", "test", "accuracy"): 0.7}
+    section = card.text.split("### Domain adaptation")[1].split("## Intended uses")[0]
+    assert "[someone/usps](https://huggingface.co/datasets/someone/usps)" in card.text
+    for shown in (
+        "`mmd`",
+        "DAN (",
+        "**λ (adaptation weight):** 1 (schedule: constant)",
+        "| target_accuracy | 0.7000 |",
+        "0.5, 1",
+    ):
+        assert shown in section, shown
+    assert "| target_im | 0.2000 (no labels used) |" in section
+
+    plain = _render(dataset_name="ylecun/mnist", eval_results=metrics)
+    assert "Domain adaptation" not in plain.text and plain.data.datasets == ["ylecun/mnist"]
+    assert "| target_accuracy | 0.7000 |" in plain.text  # without a description, nothing reported is dropped

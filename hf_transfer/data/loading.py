@@ -90,8 +90,9 @@ class TaskInfo:
         modality: ``"image"``, ``"text"`` or ``"multimodal"`` (columns for both, for a fusion model), the values of
             ``TransferConfig.modality``.
         problem_type: ``"single_label_classification"``, ``"multi_label_classification"`` or ``"regression"``
-            (the values of transformers' ``config.problem_type``).
-        label_column: The label column's name in the raw datasets.
+            (the values of transformers' ``config.problem_type``); None for data without labels
+            (``require_labels=False``).
+        label_column: The label column's name in the raw datasets; None for data without labels.
         label_list: Class names in id order (``ClassLabel`` names, or sorted raw values); None for regression.
         image_column: The image column, if the data has images.
         text_columns: The text columns: one, a sentence pair, or more (joined).
@@ -105,8 +106,8 @@ class TaskInfo:
     """
 
     modality: str
-    problem_type: str
-    label_column: str
+    problem_type: str | None
+    label_column: str | None
     label_list: list[str] | None = None
     image_column: str | None = None
     text_columns: list[str] = field(default_factory=list)
@@ -144,7 +145,10 @@ class TaskInfo:
 
 
 def load_raw_datasets(
-    data_args: DataTrainingArguments, seed: int = 42, modalities: Iterable[str] | None = None
+    data_args: DataTrainingArguments,
+    seed: int = 42,
+    modalities: Iterable[str] | None = None,
+    require_labels: bool = True,
 ) -> tuple[DatasetDict, TaskInfo]:
     """Loads the data named by ``data_args``, finds its columns and labels, and makes the splits.
 
@@ -160,11 +164,18 @@ def load_raw_datasets(
     possible), ``max_train_samples`` applied as ``shuffle(seed).select(range(n))``, ``max_eval_samples`` /
     ``max_predict_samples`` as ``select(range(n))``, and the first images decoded as a cheap check.
 
+    With ``require_labels=False`` the train split is unlabelled data (a domain adaptation target): it may lack
+    the label column (a flat image folder, a file of inputs only), labels that are all missing (-1/None) are
+    dropped from it, and its rows are kept whatever their label; no validation split is carved from it. The other splits keep their
+    labels and checks, and ``info.label_column`` / ``info.problem_type`` / ``info.label_list`` are None when no
+    split has labels.
+
     Args:
         data_args: The data flags.
         seed: Seed for the validation split and the train subsample (pass ``training_args.seed``).
         modalities: The modalities the model reads (``{"image"}``, ``{"text"}``, ``{"image", "text"}``), from its
             backbones; None detects what the data has.
+        require_labels: False when the train split is unlabelled data (see above).
 
     Returns:
         ``(raw_datasets, info)``: a ``DatasetDict`` with ``"train"``, the eval splits and the test splits where
@@ -195,11 +206,17 @@ def load_raw_datasets(
 
     reference = raw["train"] if "train" in raw else next(iter(raw.values()))
     features = reference.features
-    label_column = _resolve_label_column(data_args.label_column_name, features, source)
+    if require_labels:
+        label_column = _resolve_label_column(data_args.label_column_name, features, source)
+    else:
+        raw, label_column = _unlabelled_train(raw, data_args.label_column_name, source)
+        features = (raw["train"] if "train" in raw else reference).features
     image_column, text_columns = _resolve_input_columns(data_args, task, features, label_column, wanted, source)
+    # Splits that may lack the label column: test splits, and an unlabelled train split.
+    may_lack_labels = set(test_splits) | (set() if require_labels else {"train"})
     for split, dataset in raw.items():
         missing = [c for c in [label_column, image_column, *text_columns] if c and c not in dataset.column_names]
-        if missing and not (split in test_splits and missing == [label_column]):
+        if missing and not (split in may_lack_labels and missing == [label_column]):
             raise ValueError(
                 f"Split '{split}' of {source} lacks column(s) {missing}; its columns are: "
                 f"{', '.join(dataset.column_names)}."
@@ -207,22 +224,25 @@ def load_raw_datasets(
     if image_column is not None and isinstance(features[image_column], Value):
         raw = _cast_image_paths(raw, image_column, data_args)
 
-    # String cells naming several labels become lists first (--label_delimiter / --problem_type; never guessed)
-    raw, do_regression = parse_label_strings(
-        raw, label_column, data_args.label_delimiter, data_args.problem_type, data_args.do_regression
-    )
-    raw, problem_type, label_list = _normalize_labels(raw, label_column, do_regression)
-    check_problem_type(data_args.problem_type, problem_type, label_column)
-    # GLUE marks missing labels -1 (stsb too); elsewhere -1 is a valid regression target.
-    minus_one_missing = task is not None or problem_type != "regression"
-    test_has_labels = any(
-        _has_any_label(raw[s], label_column, problem_type, minus_one_missing) for s in test_splits if s in raw
-    )
-    for split in list(raw):
-        if split not in test_splits:
-            raw[split] = _drop_unlabeled(raw[split], label_column, problem_type, split, minus_one_missing)
+    problem_type = label_list = None
+    test_has_labels = False
+    if label_column is not None:
+        # String cells naming several labels become lists first (--label_delimiter / --problem_type; never guessed)
+        raw, do_regression = parse_label_strings(
+            raw, label_column, data_args.label_delimiter, data_args.problem_type, data_args.do_regression
+        )
+        raw, problem_type, label_list = _normalize_labels(raw, label_column, do_regression)
+        check_problem_type(data_args.problem_type, problem_type, label_column)
+        # GLUE marks missing labels -1 (stsb too); elsewhere -1 is a valid regression target.
+        minus_one_missing = task is not None or problem_type != "regression"
+        test_has_labels = any(
+            _has_any_label(raw[s], label_column, problem_type, minus_one_missing) for s in test_splits if s in raw
+        )
+        for split in list(raw):
+            if split not in may_lack_labels:
+                raw[split] = _drop_unlabeled(raw[split], label_column, problem_type, split, minus_one_missing)
 
-    if "train" in raw and not any(s in raw for s in eval_splits):
+    if require_labels and "train" in raw and not any(s in raw for s in eval_splits):
         raw = _carve_validation(raw, data_args.train_val_split, label_column, seed)
     raw = _apply_max_samples(raw, data_args, eval_splits, test_splits, seed)
     for split, dataset in raw.items():
@@ -254,6 +274,25 @@ def load_raw_datasets(
     )
     logger.info("Loaded %s: %s; %s", source, {s: len(d) for s, d in raw.items()}, info)
     return raw, info
+
+
+def _unlabelled_train(raw: DatasetDict, flag_value: str | None, source: str) -> tuple[DatasetDict, str | None]:
+    """Resolves the label column of data whose train split is unlabelled; drops that split's labels when none is
+    set (all -1/None), so they neither empty the split nor enter the label set. Returns the label column or None
+    when no split has one."""
+    columns = {name: f for dataset in raw.values() for name, f in dataset.features.items()}
+    try:
+        label_column = _resolve_label_column(flag_value, datasets.Features(columns), source)
+    except ValueError:  # no label column anywhere (or the source's --label_column_name): fine without labels
+        return raw, None
+    train = raw.get("train")
+    if train is not None and label_column in train.column_names:
+        values = train.select_columns([label_column])[label_column]
+        if all(v is None or v == -1 or (isinstance(v, float) and v != v) for v in values):
+            raw["train"] = train.remove_columns(label_column)
+    if not any(label_column in dataset.column_names for dataset in raw.values()):
+        return raw, None
+    return raw, label_column
 
 
 def _check_modalities(modalities: Iterable[str] | None) -> set[str] | None:
@@ -450,7 +489,7 @@ def _resolve_input_columns(
     data_args: DataTrainingArguments,
     task: str | None,
     features: datasets.Features,
-    label_column: str,
+    label_column: str | None,
     wanted: set[str] | None,
     source: str,
 ) -> tuple[str | None, list[str]]:
@@ -497,12 +536,12 @@ def _resolve_input_columns(
             f"Found neither an image nor a text column in {source}; pass --image_column_name or "
             f"--text_column_names. Its columns are: {', '.join(columns)}."
         )
-    if label_column in (image_column, *text_columns):
+    if label_column is not None and label_column in (image_column, *text_columns):
         raise ValueError(f"Column {label_column!r} cannot be both the label and an input column.")
     return image_column, text_columns
 
 
-def _detect_text_columns(features: datasets.Features, label_column: str, any_string: bool) -> list[str]:
+def _detect_text_columns(features: datasets.Features, label_column: str | None, any_string: bool) -> list[str]:
     for pair in TEXT_COLUMN_PAIRS:
         if all(name in features for name in pair):
             return list(pair)

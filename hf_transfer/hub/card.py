@@ -23,6 +23,8 @@ from .recipe import RunRecipe, render_recipe_section
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
 
+    from ..adaptation import AdaptationDescription
+
 
 __all__ = [
     "model_card_template_path",
@@ -61,6 +63,9 @@ _FRAMEWORKS = [
     ("huggingface_hub", "huggingface_hub"),
 ]
 _LABEL_PREVIEW = 20  # labels listed by name in the card; the rest are counted
+# Domain adaptation: metrics of the target data are `eval_target_*`; these are scores without labels, not results.
+_TARGET_PREFIX = "target_"
+_UNSUPERVISED_TARGET_SCORES = {"target_entropy", "target_im", "target_snd"}
 
 
 def model_card_template_path(name: str = MODEL_CARD_TEMPLATE) -> Path:
@@ -86,6 +91,7 @@ def render_model_card(
     license: str | None = None,
     tags: Sequence[str] = (),
     recipe: RunRecipe | None = None,
+    adaptation: AdaptationDescription | None = None,
 ) -> ModelCard:
     """Renders the model card: Hub metadata (`ModelCardData`, `model-index`) plus the prose of the card template.
 
@@ -112,6 +118,10 @@ def render_model_card(
         tags: Extra Hub tags.
         recipe: The run's command and resolved recipe (`hf_transfer.hub.recipe.RunRecipe`): a "Reproduce"
             section.
+        adaptation: The run's domain adaptation (`hf_transfer.adaptation.describe_adaptation`): a "Domain
+            adaptation" section naming the method, λ, source and target data; the `eval_target_*` metrics of
+            `eval_results` are reported there, and the labelled ones as a second `model-index` result on the
+            target data.
 
     Returns:
         The card; `write_model_card` saves it as README.md.
@@ -123,7 +133,9 @@ def render_model_card(
     entries = normalize_backbone_entries(getattr(config, "backbones", None) or [])
     backbones = [_describe_backbone(config, entry) for entry in entries]
     base_models = [b["hub_id"] for b in backbones if b["hub_id"]]
-    metrics = _metrics(eval_results or {})
+    metrics, target_metrics = _metrics(eval_results or {}), []
+    if adaptation is not None:  # the target data's metrics go to their own section and model-index result
+        metrics, target_metrics = _split_target_metrics(metrics)
     problem_type = getattr(config, "problem_type", None) or "single_label_classification"
     labels = _labels(config)
 
@@ -138,6 +150,8 @@ def render_model_card(
         eval_split=eval_split,
         library_name="transformers",
         license=license,
+        adaptation=adaptation,
+        target_metrics=target_metrics,
         tags=["hf_transfer", "transfer-learning", task]
         + (["timm"] if any(b["library"] == "timm" for b in backbones) else [])
         + (["multimodal"] if len(modalities) > 1 else [])
@@ -176,6 +190,7 @@ def render_model_card(
         "has_confusion_matrix": has_confusion_matrix,
         "timm_repo_id": timm_repo_id,
         "reproduce": render_recipe_section(recipe),
+        "adaptation": _adaptation_context(adaptation, target_metrics) if adaptation else None,
         "framework_versions": [_row(name, _version(dist)) for name, dist in _FRAMEWORKS],
     }
     return ModelCard.from_template(card_data, template_path=str(model_card_template_path()), **template_kwargs)
@@ -201,28 +216,53 @@ def _model_card_data(
     library_name: str,
     license: str | None,
     tags: Sequence[str],
+    adaptation: AdaptationDescription | None = None,
+    target_metrics: Sequence[tuple[str, float]] = (),
 ) -> ModelCardData:
-    """The Hub metadata of a card: base models, dataset, tags, and `model-index` from the eval metrics."""
+    """The Hub metadata of a card: base models, dataset(s), tags, and `model-index` from the eval metrics (the
+    labelled target metrics of a domain adaptation run as a second result, on the target data)."""
     dataset_hub_id = dataset_name if dataset_name and _looks_like_hub_id(dataset_name) else None
-    eval_entries = [
-        EvalResult(
-            task_type=task,
-            task_name=_TASKS[task][0],
-            dataset_type=dataset_hub_id or "custom",
-            dataset_name=dataset_name or "custom dataset",
-            dataset_config=dataset_config_name,
-            dataset_split=eval_split,
-            metric_type=name,
-            metric_name=name.replace("_", " ").capitalize(),
-            metric_value=value,
-        )
-        for name, value in metrics
-        if name != "loss" and math.isfinite(value)
-    ]
+
+    def results(name_of_data, hub_id, config, split, values):
+        return [
+            EvalResult(
+                task_type=task,
+                task_name=_TASKS[task][0],
+                dataset_type=hub_id or "custom",
+                dataset_name=name_of_data or "custom dataset",
+                dataset_config=config,
+                dataset_split=split,
+                metric_type=name,
+                metric_name=name.replace("_", " ").capitalize(),
+                metric_value=value,
+            )
+            for name, value in values
+            if name != "loss" and math.isfinite(value)
+        ]
+
+    eval_entries = results(dataset_name, dataset_hub_id, dataset_config_name, eval_split, metrics)
+    hub_ids = [dataset_hub_id] if dataset_hub_id else []
+    if adaptation is not None:
+        target_name = adaptation.target_dataset_name
+        target_hub_id = target_name if target_name and _looks_like_hub_id(target_name) else None
+        labelled = [
+            (name.removeprefix(_TARGET_PREFIX), value)
+            for name, value in target_metrics
+            if name not in _UNSUPERVISED_TARGET_SCORES
+        ]
+        if adaptation.target_eval_split:
+            eval_entries += results(
+                target_name,
+                target_hub_id,
+                adaptation.target_dataset_config_name,
+                adaptation.target_eval_split,
+                labelled,
+            )
+        hub_ids += [target_hub_id] if target_hub_id and target_hub_id not in hub_ids else []
     return ModelCardData(
         model_name=model_name,
         base_model=(base_models[0] if len(base_models) == 1 else list(base_models)) or None,
-        datasets=[dataset_hub_id] if dataset_hub_id else None,
+        datasets=hub_ids or None,
         metrics=[name for name, _ in metrics if name != "loss"] or None,
         pipeline_tag=task,
         library_name=library_name,
@@ -397,6 +437,38 @@ def _metrics(eval_results: Mapping[str, Any]) -> list[tuple[str, float]]:
     return metrics
 
 
+def _split_target_metrics(
+    metrics: Sequence[tuple[str, float]],
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """`[("accuracy", .9), ("target_accuracy", .7)]` -> the source's metrics and the target data's."""
+    source = [(name, value) for name, value in metrics if not name.startswith(_TARGET_PREFIX)]
+    target = [(name, value) for name, value in metrics if name.startswith(_TARGET_PREFIX)]
+    return source, target
+
+
+def _adaptation_context(adaptation: AdaptationDescription, target_metrics: Sequence[tuple[str, float]]) -> dict:
+    """The template's view of a domain adaptation run."""
+    name = adaptation.target_dataset_name
+    return {
+        "method": adaptation.method,
+        "method_title": adaptation.method_title,
+        "weight": _format_value(adaptation.weight),
+        "schedule": adaptation.schedule,
+        "target_title": (
+            f"{name} ({adaptation.target_dataset_config_name})"
+            if name and adaptation.target_dataset_config_name
+            else name
+        ),
+        "target_link": _dataset_link(name),
+        "target_eval_split": adaptation.target_eval_split,
+        "options": [_row(option, _format_value(value)) for option, value in adaptation.options.items()],
+        "rows": [
+            _row(metric, f"{value:.4f}" + (" (no labels used)" if metric in _UNSUPERVISED_TARGET_SCORES else ""))
+            for metric, value in target_metrics
+        ],
+    }
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, float) and not isinstance(value, bool):
         return f"{value:g}"
@@ -448,7 +520,7 @@ def render_timm_model_card(
     """
     entries = getattr(config, "backbones", None) or []
     base_models = [hub_id for hub_id in (_backbone_hub_id(entry) for entry in entries) if hub_id]
-    metrics = _metrics(eval_results or {})
+    metrics, _ = _split_target_metrics(_metrics(eval_results or {}))  # target data: on the main card
     labels = _labels(config)
     pretrained_cfg = timm_config.get("pretrained_cfg") or {}
     card_data = _model_card_data(

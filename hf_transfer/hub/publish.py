@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, Trainer, TrainingArguments
     from transformers.trainer_utils import PredictionOutput
 
+    from ..adaptation import AdaptationDescription
     from ..data import TaskInfo
 
 
@@ -63,6 +65,7 @@ def publish_model(
     tags: Sequence[str] = (),
     commit_message: str | None = None,
     private: bool | None = None,
+    adaptation: AdaptationDescription | None = None,
 ) -> CommitInfo:
     """Saves a trained model with its processors, plots and card in `output_dir`, and pushes it to the Hub.
 
@@ -95,6 +98,8 @@ def publish_model(
         tags: Extra Hub tags.
         commit_message: The commit's title; by default it names the eval results.
         private: Visibility of repos created by this call.
+        adaptation: The run's domain adaptation (`hf_transfer.adaptation.describe_adaptation`), described on the
+            card with the `eval_target_*` metrics of `eval_results`.
 
     Returns:
         The main repo's commit (`.oid` is its sha).
@@ -126,6 +131,10 @@ def publish_model(
             eval_labels, eval_predictions, _labels(model.config), folder / "confusion_matrix.png"
         )
     dataset_name = _publishable_dataset_name(dataset_name)
+    if adaptation is not None:
+        adaptation = dataclasses.replace(
+            adaptation, target_dataset_name=_publishable_dataset_name(adaptation.target_dataset_name)
+        )
     if hyperparameters:  # a card does not publish local paths (a teacher's, weights'): their name only
         hyperparameters = {
             name: Path(value).name if isinstance(value, str) and _looks_like_local_path(value) else value
@@ -151,6 +160,7 @@ def publish_model(
         has_confusion_matrix=confusion is not None,
         timm_repo_id=timm_repo_id,
         recipe=recipe,
+        adaptation=adaptation,
         **card_kwargs,
     )
     write_model_card(folder, card)
@@ -185,6 +195,7 @@ def publish(
     license: str | None = None,
     recipe: RunRecipe | None = None,
     private: bool | None = None,
+    adaptation: AdaptationDescription | None = None,
 ) -> CommitInfo | None:
     """Publishes a finished Trainer run: the model, its processors, plots and a card with the run's real numbers.
 
@@ -211,6 +222,8 @@ def publish(
         license: A Hub license id.
         recipe: The run's command and resolved recipe, shown in the card (see `hf_transfer.hub.recipe`).
         private: Visibility of repos created by this call.
+        adaptation: The run's domain adaptation (`hf_transfer.adaptation.describe_adaptation`): the card names the
+            method, λ, source and target data, and reports the `eval_target_*` metrics of `metrics`.
 
     Returns:
         The main repo's commit, or None on processes other than the main one.
@@ -270,6 +283,7 @@ def publish(
         recipe=recipe,
         commit_message=commit_message,
         private=private,
+        adaptation=adaptation,
     )
 
 
