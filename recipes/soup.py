@@ -19,7 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from hf_transfer.data import DataTrainingArguments, load_raw_datasets, prepare_datasets
 from hf_transfer.metrics import build_compute_metrics
-from hf_transfer.processing import load_processors, save_processors
+from hf_transfer.processing import build_processor, load_processors
 from hf_transfer.soup import SOUP_METHODS, load_model, save_soup, soup
 from hf_transfer.training import TransferTrainer
 
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> dict:
         raw, task, first.config.backbones, processors, data_args, training_args
     )
     held_out = eval_datasets[task.eval_splits[0]]
-    training_args.remove_unused_columns = False
     compute_metrics = build_compute_metrics(task.task_name, problem_type=task.problem_type, num_labels=task.num_labels)
 
     def evaluate(model) -> float:
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, report = soup(soup_args.checkpoints, soup_args.soup_method, evaluate)
     report.metric = metric.removeprefix("eval_")
     save_soup(model, report, training_args.output_dir)
-    save_processors(processors, training_args.output_dir)
+    build_processor(model.config, processors).save_pretrained(training_args.output_dir)  # pipeline() serves it
     logger.info(
         "%s soup of %d/%d ingredients: held-out %s %.4f (best ingredient %.4f). Saved to %s",
         report.method,
