@@ -76,7 +76,10 @@ class RankingArguments:
     )
     probe_c: list[float] = field(
         default_factory=lambda: [0.01, 0.1, 1.0],
-        metadata={"help": "Inverse L2 strengths tried for the linear probe (picked on 20% of train).", "nargs": "+"},
+        metadata={
+            "help": "Inverse L2 strengths tried for the linear probe (picked on a held-out fifth of train).",
+            "nargs": "+",
+        },
     )
     random_init_reference: bool = field(
         default=True, metadata={"help": "Also score each candidate's architecture from random init (the guard)."}
