@@ -32,6 +32,7 @@ from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
     AutoProcessor,
     AutoTokenizer,
+    AutoVideoProcessor,
 )
 
 from .configuration_multitask import MultiTaskConfig  # noqa: E402
@@ -45,6 +46,7 @@ from .modeling_transfer import (  # noqa: E402
     TransferModel,
     TransferPreTrainedModel,
 )
+from .processing import NoVideoProcessor  # noqa: E402
 from .processing_transfer import TransferImageProcessor, TransferProcessor, TransferTokenizer  # noqa: E402
 
 __version__ = "0.1.0"
@@ -61,6 +63,7 @@ AutoImageProcessor.register(
 )
 AutoTokenizer.register(TransferConfig, TransferTokenizer, exist_ok=True)
 AutoProcessor.register(TransferConfig, TransferProcessor, exist_ok=True)
+AutoVideoProcessor.register(TransferConfig, NoVideoProcessor, exist_ok=True)  # no remote-code prompt in pipeline()
 # Multi-task models (issue 13): their own model_type, so that AutoModel builds the model with all its heads.
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, TransferForMultiTask, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedConfig
+from transformers.video_processing_utils import BaseVideoProcessor
 
 from .inputs import BackboneEntry
 from .processing_transfer import (
@@ -25,6 +26,20 @@ from .processing_transfer import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class NoVideoProcessor(BaseVideoProcessor):
+    """hf_transfer models read images and text, never video.
+
+    `pipeline()` also looks for a video processor, and transformers derives one from a saved image processor's
+    `auto_map` (`TransferImageProcessor` -> `TransferVideoProcessor`, which does not exist): with no local answer it
+    asks "Do you wish to run the custom code?" and waits 15 s. Registered with `AutoVideoProcessor`, this class is
+    that local answer; it refuses to be built, which the pipeline takes as "no video processor".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise ValueError("hf_transfer models take images and text, not video: there is no video processor.")
+
 
 __all__ = ["build_processor", "image_processor_for", "load_processors", "load_tokenizer", "save_processors"]
 

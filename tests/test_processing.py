@@ -179,6 +179,21 @@ def test_image_fusion_with_several_preprocessings_serves_through_pipeline(num_ba
     assert isinstance(AutoProcessor.from_pretrained(tmp_path / "saved"), TransferProcessor)
 
 
+def test_pipeline_of_a_saved_model_never_prompts_for_remote_code(tmp_path, monkeypatch):
+    # pipeline() also looks for a video processor, which transformers derives from the image processor's auto_map;
+    # without a local answer it prompts (and waits 15 s in a terminal). Under pytest stdin is closed, so the prompt
+    # would fail silently: catch the call itself.
+    import builtins
+
+    prompts = []
+    monkeypatch.setattr(builtins, "input", lambda *args: prompts.append(args) or "n")
+    model = _image_fusion(num_backbones=1)
+    model.save_pretrained(tmp_path / "saved")
+    save_processors(None, tmp_path / "saved", model.config)
+    pipeline("image-classification", model=str(tmp_path / "saved"))(fx.random_image(np.random.default_rng(7), 40))
+    assert prompts == []
+
+
 def test_image_fusion_pipeline_as_remote_code_where_hf_transfer_is_absent(tmp_path):
     model = _image_fusion()
     model.save_pretrained(tmp_path / "saved")
