@@ -294,6 +294,41 @@ RECIPE_COMMON_FLAGS = [
 ]
 
 
+def save_word_level_bert(
+    path: Path, num_hidden_layers: int = 2, hidden_size: int = 32, intermediate_size: int = 37, seed: int = 0
+) -> str:
+    """A tiny random BERT with :func:`tiny_tokenizer`, saved like a Hub checkpoint (config, weights, tokenizer)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_tokenizer()
+    config = BertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        intermediate_size=intermediate_size,
+        vocab_size=len(tokenizer),
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def kill_after(command: list, marker: Path, timeout: float = 300) -> None:
+    """Starts `command` and SIGKILLs it once `marker` exists (a checkpoint folder): a run killed mid-training."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen([str(a) for a in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 # `accelerate launch` with two processes; on a machine without GPUs the recipe runs them as CPU DDP over gloo.
 ACCELERATE_TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE_TWO_PROCESSES += "--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 0".split()

@@ -2,10 +2,8 @@
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import fixtures
@@ -449,13 +447,7 @@ def test_killed_adaptation_run_resumes_to_the_same_metrics(data, tmp_path):
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     out = tmp_path / "killed"
-    command = [sys.executable, str(SCRIPT)] + [str(a) for a in common + ["--output_dir", out]] + COMMON
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-4").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    fixtures.kill_after([sys.executable, SCRIPT, *common, "--output_dir", out, *COMMON], out / "checkpoint-4")
     assert (out / "checkpoint-4").exists() and not (out / "checkpoint-12").exists(), "killed too late"
     checkpoint = finetune.last_complete_checkpoint(str(out))
     assert checkpoint is not None and (Path(checkpoint) / ADAPTER_WEIGHTS_NAME).is_file()

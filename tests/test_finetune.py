@@ -2,16 +2,14 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import fixtures
 import pytest
 import torch
-from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig, BertModel
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = fixtures.RECIPE_SCRIPT
@@ -32,15 +30,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> str:
     """A 2-layer BERT with the fixtures' word-level tokenizer, saved like a Hub checkpoint."""
-    path = tmp_path_factory.mktemp("bert")
-    tokenizer = fixtures.tiny_tokenizer()
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return fixtures.save_word_level_bert(tmp_path_factory.mktemp("bert"))
 
 
 def run(argv: list[str]) -> dict:
@@ -322,13 +312,7 @@ def test_killed_run_resumes_to_the_same_metrics(data, tmp_path):
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     out = tmp_path / "killed"
-    command = [sys.executable, str(SCRIPT)] + [str(a) for a in common + ["--output_dir", out]] + COMMON
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-4").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    fixtures.kill_after([sys.executable, SCRIPT, *common, "--output_dir", out, *COMMON], out / "checkpoint-4")
     assert (out / "checkpoint-4").exists() and not (out / "checkpoint-12").exists(), "killed too late"
     # the kill may land while a checkpoint is being written: resume from the newest complete one
     checkpoint = finetune.last_complete_checkpoint(str(out))

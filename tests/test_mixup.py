@@ -184,16 +184,7 @@ def run(argv) -> dict:
 def test_recipe_refuses_mixup_for_a_text_model_before_training(tmp_path):
     root = tmp_path / "data"
     fixtures.make_glue(root, tasks=("mrpc",), n=8)
-    bert = tmp_path / "bert"
-    from transformers import BertConfig, BertModel
-
-    tokenizer = fixtures.tiny_tokenizer()
-    BertModel(
-        BertConfig(
-            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, vocab_size=len(tokenizer)
-        )
-    ).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
+    bert = fixtures.save_word_level_bert(tmp_path / "bert", num_hidden_layers=1, hidden_size=16, intermediate_size=8)
     with pytest.raises(ValueError, match="--mixup / --cutmix mix images; this model reads text"):
         run(
             ["--backbone", bert, "--dataset_name", root / "glue", "--task_name", "mrpc", "--mixup", "0.8"]

@@ -315,17 +315,7 @@ ROOT = fixtures.RECIPE_SCRIPT.parents[1]
 def glue_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     fixtures.make_glue(root, tasks=("mrpc", "stsb", "sst2"), n=24)
-    bert = tmp_path_factory.mktemp("bert")
-    tokenizer = fixtures.tiny_tokenizer()
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
-    return root, str(bert)
+    return root, fixtures.save_word_level_bert(tmp_path_factory.mktemp("bert"))
 
 
 def write_recipe(path, bert, root, tasks=None, **extra):

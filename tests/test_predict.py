@@ -7,7 +7,7 @@ import fixtures
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_transfer.prediction import format_predictions
 
@@ -27,15 +27,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bert")
-    tokenizer = fixtures.tiny_tokenizer()
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return fixtures.save_word_level_bert(tmp_path_factory.mktemp("bert"), num_hidden_layers=1)
 
 
 def run(argv: list) -> dict:

@@ -19,8 +19,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoProcessor,
     AutoTokenizer,
-    BertConfig,
-    BertModel,
     pipeline,
 )
 
@@ -226,14 +224,7 @@ def test_image_fusion_pipeline_as_remote_code_where_hf_transfer_is_absent(tmp_pa
 
 def _save_word_level_bert(path) -> str:
     """A tiny BERT whose tokenizer (word-level over fixtures.WORDS) differs from modeling_utils' WordPiece one."""
-    tokenizer = fx.tiny_tokenizer()
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=len(tokenizer)
-    )
-    torch.manual_seed(1)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return fx.save_word_level_bert(path, num_hidden_layers=1, seed=1)
 
 
 def _text_fusion(tmp_path):

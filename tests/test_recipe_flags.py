@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel
+from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
 finetune = fixtures.load_recipe_script("finetune_flags")
 COMMON = fixtures.RECIPE_COMMON_FLAGS
@@ -42,12 +42,7 @@ def _bert_config(tokenizer, **kwargs) -> BertConfig:
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> str:
     """A 2-layer BERT backbone with the fixtures' word-level tokenizer."""
-    path = tmp_path_factory.mktemp("bert")
-    tokenizer = fixtures.tiny_tokenizer()
-    torch.manual_seed(0)
-    BertModel(_bert_config(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return fixtures.save_word_level_bert(tmp_path_factory.mktemp("bert"))
 
 
 def run(argv: list) -> dict:
