@@ -76,6 +76,19 @@ def _fingerprint(model: torch.nn.Module, dataset: datasets.Dataset, preprocessin
 
 
 @torch.no_grad()
+def preprocessing_key(data_args: Any, autocast_dtype: torch.dtype | None) -> list:
+    """What shapes a recipe's inputs beyond the data and the backbones, for the cache fingerprint.
+
+    `recipes/finetune.py` and `recipes/rank_backbones.py` both key their caches with it, so that a fine-tune of the
+    backbone a ranking picked reuses the ranking's features.
+
+    Args:
+        data_args: The recipe's `DataTrainingArguments`.
+        autocast_dtype: The dtype the feature pass autocasts to, or None.
+    """
+    return [data_args.max_seq_length, data_args.text_column_names, str(autocast_dtype)]
+
+
 def cache_backbone_features(
     model: torch.nn.Module,
     dataset: datasets.Dataset,

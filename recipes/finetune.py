@@ -51,7 +51,7 @@ from hf_transfer.data import (
     load_raw_datasets,
     prepare_datasets,
 )
-from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached
+from hf_transfer.features import cache_backbone_features, cache_decision, collate_cached, preprocessing_key
 from hf_transfer.hpo import HyperparameterSearchArguments, check_search_args, run_search, searchable
 from hf_transfer.hub.recipe import RunRecipe
 from hf_transfer.lora import PeftArguments, apply_lora, merge_lora, save_adapter
@@ -834,7 +834,7 @@ def main(argv: list[str] | None = None) -> dict:
                     dataset,
                     data_collator,
                     batch_size=training_args.per_device_eval_batch_size,
-                    preprocessing=[data_args.max_seq_length, data_args.text_column_names, str(autocast)],
+                    preprocessing=preprocessing_key(data_args, autocast),
                     autocast_dtype=autocast,
                     desc=f"Caching backbone features ({split})",
                 )

@@ -33,7 +33,7 @@ from transformers import HfArgumentParser, set_seed
 
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
 from hf_transfer.data import DataTrainingArguments, TaskInfo, load_raw_datasets, prepare_datasets
-from hf_transfer.features import cache_backbone_features
+from hf_transfer.features import cache_backbone_features, preprocessing_key
 from hf_transfer.processing import load_processors
 from hf_transfer.transferability import FEATURE_SCORES, SOURCE_SCORES, score_features
 
@@ -281,8 +281,7 @@ def backbone_features(model, raw, task, data_args, args, state) -> tuple[dict[st
                 dataset,
                 collator,
                 batch_size=args.per_device_eval_batch_size,
-                # what recipes/finetune.py passes, so that its fine-tune of the winner reuses this cache
-                preprocessing=[data_args.max_seq_length, data_args.text_column_names, str(autocast)],
+                preprocessing=preprocessing_key(data_args, autocast),  # as finetune.py: it reuses this cache
                 autocast_dtype=autocast,
                 desc=f"Features ({split})",
             )
