@@ -32,8 +32,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info  # noqa: E402
 
 from hf_transfer import assets  # noqa: E402
+from hf_transfer.baselines import BaselineResult, classical_baseline  # noqa: E402
 
 GOALS = {"fashion_mnist": 0.93, "rotten_tomatoes": 0.82}
 
@@ -123,13 +122,9 @@ def write_data(out: Path, task: str) -> Path:
     return folder
 
 
-def baseline(task: str, folder: Path, max_train: int | None, max_eval: int | None) -> tuple[str, float, float]:
-    """The classical baseline on the same rows the fine-tuning uses: (name, accuracy, wall time in seconds)."""
+def baseline(folder: Path, max_train: int | None, max_eval: int | None) -> BaselineResult:
+    """The classical baseline on the same rows the fine-tuning uses."""
     import datasets
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     data = datasets.load_dataset("parquet", data_dir=str(folder))
     train, test = data["train"], data["validation"]
@@ -137,22 +132,7 @@ def baseline(task: str, folder: Path, max_train: int | None, max_eval: int | Non
         train = train.select(range(min(max_train, len(train))))
     if max_eval:
         test = test.select(range(min(max_eval, len(test))))
-    start = time.perf_counter()
-    if task == "fashion_mnist":
-        name = "logistic regression on pixels"
-
-        def pixels(split):
-            return np.stack([np.asarray(image, dtype=np.float32).reshape(-1) / 255.0 for image in split["image"]])
-
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.1))
-        x_train, x_test = pixels(train), pixels(test)
-    else:
-        name = "TF-IDF + logistic regression"
-        model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression())
-        x_train, x_test = train["text"], test["text"]
-    model.fit(x_train, train["label"])
-    accuracy = float((model.predict(x_test) == np.asarray(test["label"])).mean())
-    return name, accuracy, time.perf_counter() - start
+    return classical_baseline(train, test)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -191,8 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
                 flags = set_flag(flags, name, getattr(args, name))
         flags += extra
         result = TaskResult(task, " ".join([sys.executable, "recipes/finetune.py", *flags, "--seed", "SEED"]))
-        result.baseline, result.baseline_accuracy, result.baseline_wall_time_s = baseline(
-            task, folder, args.max_train_samples, args.max_eval_samples
+        fitted = baseline(folder, args.max_train_samples, args.max_eval_samples)
+        result.baseline, result.baseline_accuracy, result.baseline_wall_time_s = (
+            fitted.method,
+            fitted.accuracy,
+            fitted.seconds,
         )
         print(f"== {task}: baseline {result.baseline} {result.baseline_accuracy:.4f}", flush=True)
         for seed in args.seeds:

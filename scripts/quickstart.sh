@@ -141,44 +141,13 @@ tasks = {
 }
 
 
-def classical_baseline(dataset: str, train_samples: int, eval_samples: int) -> tuple[str, float, float, float]:
-    """The classical baseline on the rows the recipes used: (name, accuracy, F1 as the table reports it, seconds)."""
-    import warnings
-
-    import numpy as np
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+def classical_baseline(dataset: str, train_samples: int, eval_samples: int):
+    """The classical baseline on the training and test rows the recipes used."""
+    from hf_transfer.baselines import classical_baseline as fit
 
     splits = datasets.load_dataset("parquet", data_dir=str(data / dataset))
     train = splits["train"].select(range(min(train_samples, len(splits["train"]))))
-    test = splits["validation"].select(range(min(eval_samples, len(splits["validation"]))))
-    start = time.perf_counter()
-    if dataset == "fashion_mnist":
-        name, average = "logistic regression on pixels", "macro"
-
-        def inputs(split):
-            return np.stack([np.asarray(image, dtype=np.float32).reshape(-1) / 255.0 for image in split["image"]])
-
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.1))
-    else:
-        name, average = "TF-IDF + logistic regression", "binary"
-
-        def inputs(split):
-            return split["text"]
-
-        model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression())
-    with warnings.catch_warnings():  # the pixel baseline's fixed 300 L-BFGS iterations stop before convergence
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(inputs(train), train["label"])
-    predictions = model.predict(inputs(test))
-    accuracy = float(np.mean(predictions == np.asarray(test["label"])))
-    # F1 of label 1 ("fresh") for the reviews, as the recipes' metric reports it; macro over the 10 garments.
-    f1 = float(f1_score(test["label"], predictions, average=average))
-    return name, accuracy, f1, time.perf_counter() - start
+    return fit(train, splits["validation"].select(range(min(eval_samples, len(splits["validation"])))))
 
 
 import datasets  # noqa: E402
@@ -201,10 +170,10 @@ for dataset, label in (("fashion_mnist", "Fashion-MNIST"), ("rotten_tomatoes", "
                 )
     # The classical baseline on the same training and test rows as the recipes.
     results = json.loads((out / ran[0] / "all_results.json").read_text())
-    method, accuracy, f1, seconds = classical_baseline(dataset, results["train_samples"], results["eval_samples"])
+    baseline = classical_baseline(dataset, results["train_samples"], results["eval_samples"])
     rows.append(
-        f"| {label}, {method} | – | {accuracy:.3f} | {f1:.3f} | "
-        f"{results['train_samples']:,} / {results['eval_samples']:,} | {seconds:.0f} s |"
+        f"| {label}, {baseline.method} | – | {baseline.accuracy:.3f} | {baseline.f1:.3f} | "
+        f"{results['train_samples']:,} / {results['eval_samples']:,} | {baseline.seconds:.0f} s |"
     )
 table = "\n".join(rows)
 print(table)

@@ -24,7 +24,7 @@ def test_benchmark_recipes_parse_and_overrides_replace_the_recipe_value(tmp_path
     model_args, _, training_args = finetune.parse_args(
         image + ["--dataset_name", "x", "--output_dir", str(tmp_path), "--max_train_samples", "10"]
     )
-    assert model_args.freeze == "none" and model_args.image_size == 128 and model_args.channels_last
+    assert model_args.freeze == "none" and model_args.image_size == 64 and model_args.channels_last
     assert training_args.num_train_epochs == 1 and training_args.label_smoothing_factor == 0.1
     assert image.count("--num_train_epochs") == 1
     model_args, data_args, training_args = finetune.parse_args(
