@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 IMAGE_TARGETS = ("fashion_mnist", "mnist", "digits")
 TEXT_TARGETS = ("rotten_tomatoes", "debates")
 # the probing arm's training rows: the whole training set except where one core cannot afford it (Fashion-MNIST has
-# 60,000, Rotten Tomatoes 10,201 and all-mpnet-base-v2 reads ~12 sentences/s on one loaded core)
+# 60,000, Rotten Tomatoes 10,201 and all-mpnet-base-v2 reads ~11 sentences/s on one loaded core)
 DEFAULT_PROBE_TRAIN = ["fashion_mnist=10000", "rotten_tomatoes=3000"]
 DEFAULT_PROBE_TEST = ["2000", "rotten_tomatoes=1000"]
 
