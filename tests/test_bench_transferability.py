@@ -1,0 +1,81 @@
+"""benchmarks/bench_transferability.py: per-target sizes, tau by label across the two arms, the text pool, the summary
+(the full run takes ~50 minutes)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transferability.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_transferability", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_per_target_sizes_take_the_named_value_then_the_default(bench):
+    values = ["2000", "rotten_tomatoes=1000"]
+    assert bench.per_target(values, "rotten_tomatoes") == 1000
+    assert bench.per_target(values, "digits") == 2000
+    assert bench.per_target(["fashion_mnist=10000"], "digits") is None  # None: every row
+
+
+def test_tau_matches_ranking_rows_to_the_probing_arm_by_label(bench):
+    rows = [{"label": name, "scores": {"logme": s, "h_score": -s}} for name, s in (("a", 3.0), ("b", 2.0), ("c", 1.0))]
+    rows.append({"label": "only in the ranking", "scores": {"logme": 10.0, "h_score": 0.0}})
+    tau, weighted = bench.correlations(rows, {"c": 0.5, "a": 0.9, "b": 0.7})  # order of the dict is irrelevant
+    assert tau["logme"] == pytest.approx(1.0) and weighted["logme"] == pytest.approx(1.0)
+    assert tau["h_score"] == pytest.approx(-1.0)
+
+
+def test_text_pool_leaves_mpnet_out_with_the_install_command(bench, monkeypatch):
+    from hf_transfer import assets
+
+    def missing(cache_dir=None):
+        raise assets.AssetNotInstalledError("all-mpnet-base-v2 part 1 of 5 is not installed: `pip install ...`")
+
+    monkeypatch.setattr(assets, "minilm_path", lambda: "/minilm")
+    monkeypatch.setattr(assets, "mpnet_path", missing)
+    names, notes = bench.text_backbones()
+    assert names == ["/minilm"] and "pip install" in notes[0]
+    monkeypatch.setattr(assets, "mpnet_path", lambda cache_dir=None: "/mpnet")
+    assert bench.text_backbones() == (["/minilm", "/mpnet"], [])
+
+
+def test_summary_reports_tau_per_target_and_the_total_cost_ratio(bench):
+    def run(seed, tau, features):
+        return {
+            "seed": seed,
+            "train": 10,
+            "rows": [{"label": "a", "scores": {"logme": 1.0}, "flagged": False}],
+            "kendall_tau": {"logme": tau},
+            "weighted_tau": {"logme": tau},
+            "seconds": {"features": features, "scores": 1.0, "logme": 0.5},
+            "probing_vs_ranking": 1.0,
+            "probing_vs_ranking_logme": 1.0,
+        }
+
+    def target(name, cost, runs):
+        probing = {
+            "train": 100,
+            "train_available": 100,
+            "test": 50,
+            "accuracy": {"a": 0.9},
+            "logme_full_kendall_tau": 1.0,
+            "seconds": {"features": cost - 1, "probes": 1.0, "cost": cost},
+        }
+        return {"target": name, "probing": probing, "rankings": runs}
+
+    results = [
+        target("digits", 99.0, [run(0, 1.0, 8.0), run(1, 0.0, 10.0)]),  # tau 0.5 over seeds; ranking 10 s per seed
+        target("debates", 11.0, [run(0, 0.5, 10.0)]),  # ranking 11 s
+    ]
+    text = bench.summarise(results)
+    assert "Kendall τ +0.50 ± 0.00" in text  # per-target means over seeds (0.5, 0.5), then over targets
+    assert "probing every candidate 110 s; ranking 21 s per seed (5.2× cheaper)" in text
