@@ -387,8 +387,9 @@ def tune(task, shots, pool, names, collate, setting, grids, tune_seed, val_size)
     return {"tune_seed": tune_seed, "val_size": val_size, "train_size": len(train), "chosen": chosen, "trials": trials}
 
 
-def tuned_setting(setting: Setting, tuned: dict, shots: int) -> tuple[Setting, int]:
-    """`setting` with the values tuned for `shots` (or, when those were not tuned, the nearest tuned shots below).
+def tuned_setting(setting: Setting, tuned: dict, shots: int, method: str) -> tuple[Setting, int]:
+    """`setting` with the values tuned for `method` at `shots` (or, when those were not tuned, the nearest tuned
+    shots below): full fine-tuning's values first (lr, BatchNorm mode), then the method's own, which win.
 
     Returns:
         (the setting, the shots its values were tuned at).
@@ -399,28 +400,52 @@ def tuned_setting(setting: Setting, tuned: dict, shots: int) -> tuple[Setting, i
         raise ValueError(f"The tuned file has no values for shots {shots} or below (it has {available}).")
     if at != shots:
         print(f"Warning: no tuned values at shots {shots}; using those tuned at {at}.", flush=True)
-    values = {}
-    for params in tuned["shots"][str(at)]["chosen"].values():
-        values.update(params)
+    chosen = tuned["shots"][str(at)]["chosen"]
+    values = dict(chosen.get("finetune", {}))
+    for name in {"finetune+ema": ["ema"]}.get(method, [method]):
+        values.update(chosen.get(name, {}))
     return replace(setting, **values), at
 
 
 def table(results: list[dict]) -> str:
+    """Mean ± std per method, then each method's difference to full fine-tuning on the same seeds (paired)."""
     lines = ["| task | shots | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 2) + "|"]
-    keys = sorted({(r["task"], r["shots"]) for r in results})
-    for task, shots in keys:
-        cells = []
+    keys = sorted({(r["task"], r["shots"], r.get("protocol", "")) for r in results})
+    paired = []
+    for task, shots, protocol in keys:
+        cells, by_seed = [], {}
         for method in METHODS:
-            values = [
-                100 * r["accuracy"] for r in results if (r["task"], r["shots"], r["method"]) == (task, shots, method)
+            runs = [
+                r
+                for r in results
+                if (r["task"], r["shots"], r.get("protocol", ""), r["method"]) == (task, shots, protocol, method)
             ]
+            by_seed[method] = {r["seed"]: 100 * r["accuracy"] for r in runs}
+            values = list(by_seed[method].values())
             if not values:
                 cells.append("–")
             else:
                 std = statistics.stdev(values) if len(values) > 1 else float("nan")
                 cells.append(f"{statistics.mean(values):.1f} ± {std:.1f} (n={len(values)})")
         unit = "/class" if task == "image" else " reviews"
-        lines.append(f"| {task} | {shots}{unit} | " + " | ".join(cells) + " |")
+        label = f"{shots}{unit}" + (f" ({protocol})" if protocol else "")
+        lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
+        reference = by_seed["finetune"] or {
+            r["seed"]: 100 * r["accuracy"]
+            for r in results
+            if (r["task"], r["shots"], r["method"], r.get("protocol", "")) == (task, shots, "finetune", "")
+        }
+        deltas = []
+        for method in METHODS:
+            seeds = sorted(set(by_seed[method]) & set(reference))
+            if method != "finetune" and seeds:
+                delta = [by_seed[method][s] - reference[s] for s in seeds]
+                std = statistics.stdev(delta) if len(delta) > 1 else float("nan")
+                deltas.append(f"{method} {statistics.mean(delta):+.1f} ± {std:.1f}")
+        if deltas:
+            paired.append(f"{task} {label}: " + ", ".join(deltas))
+    if paired:
+        lines += ["", "Difference to full fine-tuning, same seeds (pts, mean ± std):", *paired]
     fractions = [r["lora_backbone_fraction"] for r in results if "lora_backbone_fraction" in r]
     if fractions:
         lines.append(
@@ -440,17 +465,30 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=float, default=None, help="override the settings' epochs (smoke tests)")
     parser.add_argument("--out", default=None, help="JSON lines file the results are appended to")
-    parser.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    parser.add_argument(
+        "--table-only",
+        nargs="*",
+        default=None,
+        metavar="FILE",
+        help="print the table of --out (or of these JSON lines files) and exit",
+    )
+    parser.add_argument("--protocol", default="", help="tag of these runs in the table (e.g. 'lr tuned jointly')")
     parser.add_argument(
         "--tune", action="store_true", help="grid-search on a tuning subset and validation rows; write --tuned"
     )
     parser.add_argument("--tuned", default=None, help="JSON file of tuned values: written by --tune, read otherwise")
     parser.add_argument("--tune-seed", type=int, default=100, help="seed of the tuning subset (not a run's seed)")
     parser.add_argument("--val-size", type=int, default=500, help="validation rows (training pool, not drawn)")
+    parser.add_argument(
+        "--tune-lr-jointly",
+        action="store_true",
+        help="L2-SP and BSS search full fine-tuning's lr grid too (lr x weight) instead of reusing its chosen lr",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out or f"bench_low_data_{args.task}.jsonl")
-    if args.table_only:
-        print(table([json.loads(line) for line in out.read_text().splitlines()]))
+    if args.table_only is not None:
+        files = [Path(f) for f in args.table_only] or [out]
+        print(table([json.loads(line) for file in files for line in file.read_text().splitlines()]))
         return
     if args.tune and not args.tuned:
         parser.error("--tune needs --tuned FILE to write the chosen values to.")
@@ -479,9 +517,13 @@ def main(argv=None):
         tuned = tuned or {"task": args.task, "shots": {}}
         for shots in shots_list:
             start = time.perf_counter()
-            result = tune(
-                args.task, shots, pool, names, collate, setting, GRIDS[args.task], args.tune_seed, args.val_size
-            )
+            grids = GRIDS[args.task]
+            if args.tune_lr_jointly:
+                grids = {
+                    m: {"lr": grids["finetune"]["lr"], **g} if m in ("l2sp", "bss") else g for m, g in grids.items()
+                }
+            result = tune(args.task, shots, pool, names, collate, setting, grids, args.tune_seed, args.val_size)
+            result["lr_tuned_jointly"] = args.tune_lr_jointly
             result["seconds"] = time.perf_counter() - start
             tuned["shots"][str(shots)] = result
             Path(args.tuned).parent.mkdir(parents=True, exist_ok=True)
@@ -494,12 +536,14 @@ def main(argv=None):
         methods = ["finetune+ema" if m == "finetune" else m for m in methods if m != "ema"]
     runs = [(s, seed, m) for s in shots_list for seed in args.seeds for m in methods]
     for shots, seed, method in tqdm(runs, desc="runs"):
-        run_setting, tuned_at = tuned_setting(setting, tuned, shots) if tuned else (setting, None)
+        run_setting, tuned_at = tuned_setting(setting, tuned, shots, method) if tuned else (setting, None)
         train = draw(pool, shots, seed, per_class=args.task == "image")
         rows = run_one(args.task, method, shots, seed, train, test, names, collate, run_setting, test_features)
         for result in rows:
             if tuned_at is not None:
                 result["tuned_at_shots"] = tuned_at
+            if args.protocol:
+                result["protocol"] = args.protocol
             print(json.dumps(result), flush=True)
             with out.open("a") as file:
                 file.write(json.dumps(result) + "\n")

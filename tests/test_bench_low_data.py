@@ -47,20 +47,30 @@ def test_tuning_split_draws_per_class_and_validation_rows_outside_it(bench):
     assert [r["i"] for r in train] != [r["i"] for r in bench.draw(pool, 5, 0, True)]  # not a run's subset
 
 
-def test_tuned_setting_takes_the_values_of_the_shots_or_the_nearest_below(bench):
+def test_tuned_setting_takes_the_methods_values_at_the_shots_or_the_nearest_below(bench):
     tuned = {
         "shots": {
-            "10": {"chosen": {"finetune": {"lr": 1e-4, "bn_eval": True}, "l2sp": {"l2sp_weight": 1.0}}},
+            "10": {
+                "chosen": {
+                    "finetune": {"lr": 1e-4, "bn_eval": True},
+                    "ema": {"ema_decay": 0.9},
+                    "l2sp": {"lr": 3e-4, "l2sp_weight": 1.0},  # tuned jointly: its own lr
+                }
+            },
             "50": {"chosen": {"finetune": {"lr": 1e-3, "bn_eval": False}, "lora": {"lora_lr": 3e-3}}},
         }
     }
     setting = bench.SETTINGS["image"]
-    at10, shots = bench.tuned_setting(setting, tuned, 10)
-    assert (shots, at10.lr, at10.bn_eval, at10.l2sp_weight, at10.lora_lr) == (10, 1e-4, True, 1.0, setting.lora_lr)
-    at100, shots = bench.tuned_setting(setting, tuned, 100)
-    assert (shots, at100.lr, at100.bn_eval, at100.lora_lr) == (50, 1e-3, False, 3e-3)
+    finetune, shots = bench.tuned_setting(setting, tuned, 10, "finetune")
+    assert (shots, finetune.lr, finetune.bn_eval, finetune.l2sp_weight) == (10, 1e-4, True, setting.l2sp_weight)
+    l2sp, _ = bench.tuned_setting(setting, tuned, 10, "l2sp")
+    assert (l2sp.lr, l2sp.bn_eval, l2sp.l2sp_weight) == (3e-4, True, 1.0)
+    both, _ = bench.tuned_setting(setting, tuned, 10, "finetune+ema")
+    assert (both.lr, both.ema_decay) == (1e-4, 0.9)
+    lora, shots = bench.tuned_setting(setting, tuned, 100, "lora")
+    assert (shots, lora.lr, lora.bn_eval, lora.lora_lr) == (50, 1e-3, False, 3e-3)
     with pytest.raises(ValueError, match="no values for shots 5"):
-        bench.tuned_setting(setting, tuned, 5)
+        bench.tuned_setting(setting, tuned, 5, "finetune")
 
 
 @pytest.mark.parametrize("bn_eval", [False, True])
