@@ -191,24 +191,6 @@ def features(model, rows: list[dict], collate, batch_size: int = 128) -> np.ndar
     return torch.cat(out).numpy()
 
 
-class BenchTrainer(TransferTrainer):
-    """`TransferTrainer` that can keep BatchNorm layers in eval mode while training (`Setting.bn_eval`).
-
-    The Trainer calls `model.train()` at every step, so the layers are put back in eval mode right before the loss.
-    """
-
-    def __init__(self, *args, bn_eval: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batch_norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        self.bn_eval = bn_eval
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        if self.bn_eval and model.training:
-            for norm in self.batch_norms:
-                norm.eval()
-        return super().compute_loss(model, inputs, *args, **kwargs)
-
-
 def method_params(method: str, setting: Setting) -> dict:
     """The hyper-parameters a method's run uses (recorded with its result)."""
     if method == "probe":
@@ -282,7 +264,7 @@ def train_and_score(
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
-    trainer = BenchTrainer(
+    trainer = TransferTrainer(
         model=model,
         args=args,
         train_dataset=Rows(train),
@@ -290,7 +272,7 @@ def train_and_score(
         head_lr_multiplier=head_multiplier,
         regularizers=regularizers,
         callbacks=emas,
-        bn_eval=setting.bn_eval,
+        freeze_bn_stats=setting.bn_eval,  # --freeze_bn_stats of recipes/finetune.py
     )
     trainer.train()
     accuracy = float((predict(model, scored, collate) == labels).mean())

@@ -97,10 +97,15 @@ class _Backbone(nn.Module):
       statistics kept), the mode its cached features are computed in (hf_transfer.features), as in the usual linear
       probe;
     * in a partly frozen backbone, BatchNorm layers whose parameters are frozen stay in eval mode, so their running
-      statistics do not move.
+      statistics do not move;
+    * with `freeze_bn_stats` (set by `TransferTrainer(freeze_bn_stats=True)`, `--freeze_bn_stats`), every BatchNorm
+      layer stays in eval mode: the source's running statistics are kept while scale and shift still train, since a
+      few small target batches would otherwise overwrite them.
 
     The Trainer calls `model.train()` every step, so both checks are cheap walks.
     """
+
+    freeze_bn_stats: bool = False  # a training option, not saved with the model
 
     def train(self, mode: bool = True):
         if mode:
@@ -119,7 +124,7 @@ class _Backbone(nn.Module):
                     m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                 ]
             for norm in norms:
-                if not any(p.requires_grad for p in norm.parameters()):
+                if self.freeze_bn_stats or not any(p.requires_grad for p in norm.parameters()):
                     norm.eval()
         return self
 

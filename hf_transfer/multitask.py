@@ -753,6 +753,7 @@ def run_multitask(argv: Sequence[str], script: Any) -> dict:
         callbacks=callbacks,
         layer_decay=model_args.layer_decay,
         head_lr_multiplier=model_args.head_lr_multiplier,
+        freeze_bn_stats=model_args.freeze_bn_stats,
         task_sampler=sampler,
     )
     results: dict[str, Any] = {}

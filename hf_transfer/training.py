@@ -189,6 +189,31 @@ def param_groups_layer_decay(
     return [param_groups[key] for key in sorted(param_groups, key=ranks.__getitem__)]
 
 
+def freeze_batch_norm_statistics(model: nn.Module) -> None:
+    """Keeps every BatchNorm layer of an hf_transfer model's backbones in eval mode in training from now on.
+
+    Args:
+        model: An hf_transfer model (possibly wrapped by PEFT or DDP).
+
+    Raises:
+        TypeError: Another model.
+        ValueError: The backbones have no BatchNorm layer.
+    """
+    transfer = _transfer_model(model)
+    if transfer is None:
+        raise TypeError(f"freeze_bn_stats needs an hf_transfer model, got {type(_unwrap(model)).__name__}.")
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in transfer.backbones.modules()):
+        kinds = ", ".join(sorted({type(b).__name__ for b in transfer.backbones}))
+        raise ValueError(
+            f"freeze_bn_stats: the backbones ({kinds}) have no BatchNorm layer, so it would change nothing; leave it "
+            "off (LayerNorm and GroupNorm keep no running statistics)."
+        )
+    for backbone in transfer.backbones:
+        backbone.freeze_bn_stats = True
+    if model.training:
+        model.train()  # applies it now as well as at every step
+
+
 class TransferTrainer(Trainer):
     """A `Trainer` whose optimizer has layer-wise learning-rate decay and a head learning-rate multiplier.
 
@@ -206,7 +231,14 @@ class TransferTrainer(Trainer):
         no_weight_decay: Parameter-name patterns that get no weight decay (besides biases and norm weights).
         regularizers: Callables `regularizer(model) -> loss term` added to the training loss
             (`hf_transfer.regularization.L2SPRegularizer`, `BSSRegularizer`).
+        freeze_bn_stats: Keep every BatchNorm layer of the backbones in eval mode while training (running statistics
+            of the source kept, scale and shift still trained): few-label fine-tuning with small batches otherwise
+            overwrites them.
         **kwargs: `Trainer` keyword arguments.
+
+    Raises:
+        TypeError: `freeze_bn_stats` with a model other than an hf_transfer one.
+        ValueError: `freeze_bn_stats` with backbones that have no BatchNorm layer (it would change nothing).
 
     Example:
         ```python
@@ -222,6 +254,7 @@ class TransferTrainer(Trainer):
         head_lr_multiplier: float = 1.0,
         no_weight_decay: Collection[str] = (),
         regularizers: Sequence[Any] = (),
+        freeze_bn_stats: bool = False,
         **kwargs: Any,
     ):
         _check_layer_decay_options(layer_decay, head_lr_multiplier)
@@ -234,6 +267,16 @@ class TransferTrainer(Trainer):
             no_weight_decay = (*no_weight_decay, *getattr(regularizer, "backbone_parameter_patterns", tuple)())
         self.no_weight_decay = tuple(no_weight_decay)
         super().__init__(*args, **kwargs)
+        self.freeze_bn_stats = freeze_bn_stats
+        if freeze_bn_stats:
+            freeze_batch_norm_statistics(self.model)
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """`Trainer.call_model_init` (a new model per hyperparameter-search trial), with `freeze_bn_stats` applied."""
+        model = super().call_model_init(trial)
+        if getattr(self, "freeze_bn_stats", False):  # the Trainer calls it from __init__, before the option is set
+            freeze_batch_norm_statistics(model)
+        return model
 
     def compute_loss(
         self,

@@ -77,13 +77,13 @@ def test_tuned_setting_takes_the_methods_values_at_the_shots_or_the_nearest_belo
 def test_bn_eval_keeps_the_running_statistics_of_every_method(bench, monkeypatch, bn_eval):
     monkeypatch.setattr(bench, "build_model", tiny_model)
     models = []
-    original = bench.BenchTrainer.__init__
+    original = bench.TransferTrainer.__init__
 
     def keep(self, *args, **kwargs):
         original(self, *args, **kwargs)
         models.append(self.model)
 
-    monkeypatch.setattr(bench.BenchTrainer, "__init__", keep)
+    monkeypatch.setattr(bench.TransferTrainer, "__init__", keep)
     before = tiny_model("image", ["a", "b"])
     means = {n: b.clone() for n, b in before.named_buffers() if n.endswith("running_mean")}
     rows = image_rows(8)

@@ -200,6 +200,29 @@ def test_channels_last_on_a_text_model_is_refused(data, bert, tmp_path):
     )
 
 
+def test_freeze_bn_stats_saves_the_source_batch_norm_statistics_with_the_trained_weights(data, tmp_path):
+    out = tmp_path / "frozen_statistics"
+    run(
+        ["--backbone", "timm:test_resnet", "--random_init", "--freeze_bn_stats", "--dataset_name", data / "cifar10"]
+        + ["--output_dir", out, "--do_train", "--max_steps", "2", "--seed", "1"]
+    )
+    saved = AutoModelForImageClassification.from_pretrained(out).transfer.backbones[0].state_dict()
+    # Random init: every BatchNorm starts at mean 0, variance 1, and kept them; its scale and shift trained.
+    means = [v for k, v in saved.items() if k.endswith("running_mean")]
+    variances = [v for k, v in saved.items() if k.endswith("running_var")]
+    assert means and all(torch.equal(m, torch.zeros_like(m)) for m in means)
+    assert all(torch.equal(v, torch.ones_like(v)) for v in variances)
+    assert not torch.equal(saved["model.bn1.weight"], torch.ones_like(saved["model.bn1.weight"]))
+
+
+def test_freeze_bn_stats_on_a_model_without_batch_norm_is_refused(data, bert, tmp_path):
+    _fails_before_training(
+        ["--backbone", bert, "--freeze_bn_stats", "--dataset_name", data / "glue", "--dataset_config_name", "mrpc"],
+        r"freeze_bn_stats: the backbones \(TransformersBackbone\) have no BatchNorm layer",
+        tmp_path,
+    )
+
+
 # ----------------------------------------------------------------------------------------------------- bad input
 
 

@@ -232,6 +232,47 @@ def test_unfreezing_schedule_counts_groups_from_the_top():
     assert [limited.trainable_groups(epoch, 5) for epoch in (0, 0.49, 0.5, 0.99, 1.0, 3.0)] == [0, 0, 1, 1, 2, 2]
 
 
+def batch_norm_statistics(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.transfer.backbones[0].state_dict().items() if "running_" in k}
+
+
+@pytest.mark.parametrize("freeze_bn_stats", [False, True])
+def test_freeze_bn_stats_keeps_the_source_statistics_while_every_weight_trains(freeze_bn_stats, tmp_path):
+    model = image_model()
+    statistics, weights = batch_norm_statistics(model), clone_state(model.transfer.backbones[0])
+    trainer = TransferTrainer(
+        model=model,
+        args=tiny_training_args(tmp_path, max_steps=3),
+        train_dataset=SeparableImages(48),
+        freeze_bn_stats=freeze_bn_stats,
+    )
+    trainer.train()
+    moved = {k for k, v in batch_norm_statistics(model).items() if not torch.equal(v, statistics[k])}
+    assert bool(moved) is not freeze_bn_stats  # without the option the target batches overwrite them
+    after = clone_state(model.transfer.backbones[0])
+    trained = {
+        k for k in weights if "running_" not in k and "num_batches" not in k and not torch.equal(weights[k], after[k])
+    }
+    assert any(k.endswith("bn1.weight") for k in trained) and any(k.endswith("conv1.weight") for k in trained)
+    if freeze_bn_stats:  # and every model model_init builds (one per hyperparameter-search trial)
+        trainer = TransferTrainer(
+            model_init=lambda: image_model(1), args=tiny_training_args(tmp_path), freeze_bn_stats=True
+        )
+        trial_model = trainer.call_model_init()
+        assert trial_model is not trainer.model and trial_model.transfer.backbones[0].freeze_bn_stats
+
+
+def test_freeze_bn_stats_refuses_models_it_cannot_change(bert_dir, tmp_path):
+    text_model = TransferForSequenceClassification.from_backbones(bert_dir, num_labels=2)
+    with pytest.raises(ValueError, match=r"freeze_bn_stats: the backbones \(TransformersBackbone\) have no BatchNorm"):
+        TransferTrainer(model=text_model, args=tiny_training_args(tmp_path), freeze_bn_stats=True)
+    plain = BertForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
+    with pytest.raises(
+        TypeError, match="freeze_bn_stats needs an hf_transfer model, got BertForSequenceClassification"
+    ):
+        TransferTrainer(model=plain, args=tiny_training_args(tmp_path), freeze_bn_stats=True)
+
+
 def test_gradual_unfreezing_trains_each_group_only_after_its_stage(tmp_path):
     model = image_model()
     backbone = model.transfer.backbones[0]
