@@ -334,11 +334,18 @@ ACCELERATE_TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", 
 ACCELERATE_TWO_PROCESSES += "--num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 0".split()
 
 
-def load_recipe_script(module_name: str = "finetune"):
-    """Imports `recipes/finetune.py` as a module, so that tests call its `main(argv)` in-process."""
+def load_script(path: Path, module_name: str):
+    """Imports a script (a recipe or a benchmark) as the module `module_name`, so that tests call its functions
+    in-process. The module is registered in `sys.modules` first: dataclasses resolve their annotations there."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(module_name, RECIPE_SCRIPT)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_recipe_script(module_name: str = "finetune"):
+    """Imports `recipes/finetune.py` as a module, so that tests call its `main(argv)` in-process."""
+    return load_script(RECIPE_SCRIPT, module_name)

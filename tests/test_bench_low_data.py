@@ -3,10 +3,9 @@
 The benchmark itself runs for an hour on real backbones; these tests swap in timm's tiny `test_resnet`.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
+import fixtures
 import pytest
 import torch
 
@@ -17,11 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_low_data.py
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_low_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return fixtures.load_script(SCRIPT, "bench_low_data")
 
 
 def tiny_model(task, names):

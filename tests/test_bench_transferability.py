@@ -1,10 +1,9 @@
 """benchmarks/bench_transferability.py: per-target sizes, tau by label across the two arms, the text pool, the summary
 (the full run takes ~50 minutes)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
+import fixtures
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transferability.py"
@@ -12,11 +11,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transferabi
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_transferability", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return fixtures.load_script(SCRIPT, "bench_transferability")
 
 
 def test_per_target_sizes_take_the_named_value_then_the_default(bench):

@@ -107,11 +107,7 @@ def test_recipe_soup_of_finetune_runs(tmp_path):
             + fixtures.RECIPE_COMMON_FLAGS
         )
         runs.append(str(out))
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("soup_recipe", fixtures.RECIPE_SCRIPT.parent / "soup.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = fixtures.load_script(fixtures.RECIPE_SCRIPT.parent / "soup.py", "soup_recipe")
     result = recipe.main(
         ["--checkpoints", *runs, "--soup_method", "greedy", *data, "--output_dir", str(tmp_path / "soup")]
         + ["--per_device_eval_batch_size", "16"]

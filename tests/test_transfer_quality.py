@@ -1,7 +1,5 @@
 """benchmarks/transfer_quality.py: its recipes are valid recipes/finetune.py flags (the full run takes hours)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import fixtures
@@ -11,11 +9,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "transfer_quality.
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("transfer_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return fixtures.load_script(SCRIPT, "transfer_quality")
 
 
 def test_benchmark_recipes_parse_and_overrides_replace_the_recipe_value(tmp_path):

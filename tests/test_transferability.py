@@ -1,7 +1,6 @@
 # Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
 """Transferability scores against direct implementations of the papers' formulas, and the ranking recipe."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -345,11 +344,7 @@ def rank_data(tmp_path_factory):
 
 
 def load_rank_script():
-    spec = importlib.util.spec_from_file_location("rank_backbones", RANK_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rank_backbones"] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return fixtures.load_script(RANK_SCRIPT, "rank_backbones")
 
 
 def run_rank(args, **kwargs):
