@@ -193,7 +193,7 @@ def freeze_batch_norm_statistics(model: nn.Module) -> None:
     """Keeps every BatchNorm layer of an hf_transfer model's backbones in eval mode in training from now on.
 
     Args:
-        model: An hf_transfer model (possibly wrapped by PEFT or DDP).
+        model: An hf_transfer model (possibly wrapped by DDP; LoRA adapters are injected in place).
 
     Raises:
         TypeError: Another model.
