@@ -132,6 +132,8 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
+
 out, data, total = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 times = dict(line.split("\t") for line in (out / "times.tsv").read_text().splitlines() if line)
 tasks = {
@@ -139,6 +141,7 @@ tasks = {
     "fashion_mnist_efficientnet_lite0_finetune": "Fashion-MNIST, EfficientNet-Lite0, fine-tune",
     "rotten_tomatoes_minilm": "Rotten Tomatoes, MiniLM-L6, fine-tune",
 }
+datasets.disable_progress_bars()
 
 
 def classical_baseline(dataset: str, train_samples: int, eval_samples: int):
@@ -150,9 +153,6 @@ def classical_baseline(dataset: str, train_samples: int, eval_samples: int):
     return fit(train, splits["validation"].select(range(min(eval_samples, len(splits["validation"])))))
 
 
-import datasets  # noqa: E402
-
-datasets.disable_progress_bars()
 rows = ["| task | init | accuracy | F1 | train / eval samples | wall time |", "|---|---|---|---|---|---|"]
 for dataset, label in (("fashion_mnist", "Fashion-MNIST"), ("rotten_tomatoes", "Rotten Tomatoes")):
     ran = [name for name in times if name.startswith(dataset)]
