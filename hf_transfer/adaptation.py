@@ -769,6 +769,8 @@ class AdaptationTrainer(TransferTrainer):
         ```
     """
 
+    labels_for_regularizers = False  # Co-Tuning: the target rows have no labels
+
     loss_is_scaled_for_ga = False  # per-batch means: the Trainer divides by the accumulation steps
 
     def __init__(

@@ -182,6 +182,8 @@ class MixupTrainer(TransferTrainer):
         **kwargs: `TransferTrainer` keyword arguments.
     """
 
+    labels_for_regularizers = False  # Co-Tuning: the labels are mixed
+
     def __init__(self, *args: Any, mixup: Mixup, mixup_off_epoch: float = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.mixup = mixup

@@ -520,7 +520,7 @@ def _load_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
         logger.info("%s: dropped the source's classifier tensors %s.", source, _listed(match.dropped))
 
 
-def load_weights_file(model: nn.Module, path: str) -> None:
+def load_weights_file(model: nn.Module, path: str, with_classifier: bool = False) -> None:
     """Loads a local weights file (safetensors or a PyTorch state dict) into a timm model.
 
     Tensor names are matched first (with any `module.` / `timm_model.` wrapper prefix removed); a file whose names
@@ -528,14 +528,24 @@ def load_weights_file(model: nn.Module, path: str) -> None:
     codebase) is matched in order. The source's classifier (timm's `pretrained_cfg["classifier"]`) is not loaded:
     the backbone gets a new head.
 
+    Args:
+        model: The timm model.
+        path: The weights file.
+        with_classifier: Load the source's classifier too (the model must have one of the file's shape), for what
+            reads the source's predictions (LEEP, NCE, Co-Tuning); every tensor of the file must then fit.
+
     Raises:
         ValueError: if the file's tensors match the model's neither by name nor in order, naming the tensors that
-            are missing, unexpected or of another shape.
+            are missing, unexpected or of another shape; with `with_classifier`, if the file has no classifier of
+            the model's shape.
     """
     state_dict = load_state_dict(path, weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
+    if with_classifier:
+        _load_whole_timm_weights(model, _strip_wrapper_prefixes(state_dict), path)
+        return
     match = _match_timm_weights(model, state_dict)
     if match.complete:
         model.load_state_dict(match.state_dict, strict=False)
@@ -551,6 +561,70 @@ def load_weights_file(model: nn.Module, path: str) -> None:
         match,
         " Nor do its tensors match the model's in order (same count and shapes).",
     )
+
+
+def _load_whole_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str) -> None:
+    """Loads every tensor of a checkpoint, the source's classifier included, by name or else in order."""
+    target = model.state_dict()
+
+    def fits(pairs) -> bool:
+        return all(v.shape == target[k].shape for k, v in pairs)
+
+    if set(state_dict) == set(target) and fits(state_dict.items()):
+        model.load_state_dict(state_dict)
+        return
+    if len(state_dict) == len(target) and fits(zip(target, state_dict.values())):
+        model.load_state_dict(dict(zip(target, state_dict.values())))
+        return
+    heads = ", ".join(p.rstrip(".") for p in _classifier_prefixes(model)) or "none declared"
+    shapes = {k: tuple(v.shape) for k, v in target.items() if k.startswith(_classifier_prefixes(model))}
+    raise ValueError(
+        f"Weights file {path} ({len(state_dict)} tensors) does not hold the whole of timm's "
+        f"{(getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__} with its "
+        f"source classifier ({heads}: {shapes}); a file without the classifier gives no source predictions."
+    )
+
+
+def _source_num_classes(name: str, weights: str) -> int:
+    """The number of source classes of a weights file: the rows of its last (classes × features) matrix (the
+    classifier comes last in timm's and other codebases' state dicts); timm's default where there is none."""
+    num_features = timm.create_model(name, pretrained=False, num_classes=0).num_features
+    state_dict = load_state_dict(weights, weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+    rows = [v.shape[0] for v in state_dict.values() if v.ndim == 2 and v.shape[1] == num_features]
+    default = timm.models.get_pretrained_cfg(name)
+    return rows[-1] if rows else getattr(default, "num_classes", 1000)
+
+
+def source_classifier(name: str, weights: str | None = None, pretrained: bool = True) -> nn.Linear | None:
+    """A timm backbone's source classifier (e.g. its ImageNet head), in eval mode, for what reads the source's
+    predictions on the target data: LEEP and NCE (`recipes/rank_backbones.py`) and Co-Tuning.
+
+    Args:
+        name: The timm architecture (``timm:`` prefix allowed).
+        weights: A local weights file that includes the classifier (e.g. the EfficientNet-Lite ImageNet `.pth`).
+        pretrained: Without `weights`, timm's own pretrained weights (a Hub download).
+
+    Returns:
+        The classifier (`nn.Linear` from the pooled features to the source's classes), or None when there is none to
+        be had: not a timm architecture, random init, a file without a classifier, offline without `weights`.
+    """
+    name = name.removeprefix("timm:")
+    if not timm.is_model(name) or not (weights or pretrained):
+        return None
+    try:
+        if weights:
+            model = timm.create_model(name, pretrained=False, num_classes=_source_num_classes(name, weights))
+            load_weights_file(model, weights, with_classifier=True)
+        else:
+            model = timm.create_model(name, pretrained=True)
+    except Exception as error:  # noqa: BLE001 - no head to be had (offline, no such tag, no classifier in the file)
+        logger.info("No source classifier for %s (%s).", name, error)
+        return None
+    head = model.get_classifier()
+    return head.eval() if isinstance(head, nn.Linear) and head.out_features > 0 else None
 
 
 def _timm_data_config(model: nn.Module, pretrained_cfg: dict | None = None) -> dict:

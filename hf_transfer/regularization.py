@@ -6,6 +6,9 @@
   backbones (it would pull them to 0, not to w₀): `TransferTrainer` does it when given this regularizer.
 - `BSSRegularizer`: tllib's `BatchSpectralShrinkage`, Σᵢ₌₁ᵏ σ₋ᵢ² of the batch's pooled features (the input of the
   head) (Chen et al., NeurIPS 2019).
+- `CoTuningRegularizer`: Co-Tuning (You et al., NeurIPS 2020; tllib's `CoTuningLoss` and `Relationship`): the
+  backbone's source classifier (e.g. its ImageNet head) reads the new head's features and is trained towards
+  p(y_s | y_t), the source classes each target class looks like, learnt in one pass over the training set.
 - `EMACallback`: timm's `ModelEmaV3` (with its warm-up) as a `TrainerCallback`; checkpoints carry it, resume
   restores it, and at the end it can replace the trained weights (then evaluated and saved as the final model).
 
@@ -25,13 +28,16 @@ Example:
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,13 @@ class RegularizationArguments:
         default=0.0, metadata={"help": "BSS: weight of Σ σ_-i² of the batch features (tllib: 0.001); 0 disables."}
     )
     bss_k: int = field(default=1, metadata={"help": "BSS: how many of the smallest singular values to shrink."})
+    co_tuning_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Co-Tuning: weight of the source classifier's loss towards p(y_s | y_t) (tllib: 2.3); 0 disables. "
+            "Needs one timm backbone whose weights include its source classifier."
+        },
+    )
     ema_decay: float = field(
         default=0.0, metadata={"help": "EMA of the weights (timm ModelEmaV3) with this decay, e.g. 0.999; 0 disables."}
     )
@@ -63,7 +76,7 @@ class RegularizationArguments:
     )
 
     def __post_init__(self):
-        for name in ("l2sp_weight", "l2sp_head_weight", "bss_weight"):
+        for name in ("l2sp_weight", "l2sp_head_weight", "bss_weight", "co_tuning_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
         if self.bss_k < 1:
@@ -164,6 +177,118 @@ class BSSRegularizer:
         return self.weight * self.penalty(features, self.k)
 
 
+class CoTuningRegularizer:
+    """weight · CE(p(y_s | y), softmax(source_head(f))) over a batch: Co-Tuning (You et al., NeurIPS 2020).
+
+    The backbone's source classifier (e.g. its ImageNet head) reads the features `f` the new head reads, and its
+    prediction over the source classes is pulled towards p(y_s | y_t = y), the mean source softmax over the training
+    rows of the row's class y (tllib's `Relationship`, learnt by `learn_relationship` in one pass before training).
+    The source's classes thus keep supervising the backbone. Unlike tllib, which also fine-tunes the source head at
+    the backbone's learning rate, the source head stays fixed: the saved model is the plain classifier and the
+    checkpoints hold nothing more (the head is rebuilt from the backbone's weights on resume).
+
+    Args:
+        model: The hf_transfer classifier with one backbone (a fusion's features are not the source head's input).
+        source_head: The backbone's source classifier (`hf_transfer.modeling_transfer.source_classifier`).
+        weight: The trade-off λ (tllib: 2.3).
+
+    Raises:
+        ValueError: Several backbones, a source head of another input width than the features, a negative weight.
+    """
+
+    needs_labels = True  # `TransferTrainer` passes the batch's labels
+
+    def __init__(self, model: nn.Module, source_head: nn.Linear, weight: float = 2.3):
+        if weight < 0:
+            raise ValueError(f"Co-Tuning weight must be >= 0, got {weight}.")
+        backbones, whole = _parts(model)
+        if len(backbones) != 1:
+            raise ValueError(
+                f"Co-Tuning reads the source classifier of one backbone; this model fuses {len(backbones)}."
+            )
+        feature_dim = extract_model_from_parallel(model).transfer.feature_dim
+        if source_head.in_features != feature_dim:
+            raise ValueError(
+                f"The source classifier reads {source_head.in_features} features but the backbone gives {feature_dim}"
+                " (another pooling?): Co-Tuning needs the backbone's own pooled features."
+            )
+        self.weight = float(weight)
+        self.source_head = source_head.eval().requires_grad_(False)
+        self.num_labels = int(extract_model_from_parallel(model).config.num_labels)
+        self.relationship: torch.Tensor | None = None  # (target classes, source classes)
+        self._features: torch.Tensor | None = None
+        whole.head.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._features = args[0] if torch.is_grad_enabled() else None
+
+    @torch.no_grad()
+    def learn_relationship(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        collate_fn: Any,
+        batch_size: int = 64,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """p(y_s | y_t): the mean source softmax over the rows of each target class (tllib's `Relationship`).
+
+        One pass over `dataset` in eval mode, as the fine-tune will see it (random augmentation included, drawn
+        with `seed`, so that every process of a distributed run learns the same relationship).
+
+        Raises:
+            ValueError: A class without any row in `dataset`, or labels that are not class indices.
+        """
+        model = extract_model_from_parallel(model)
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        head = self.source_head.to(device)
+        sums = torch.zeros(self.num_labels, head.out_features, dtype=torch.float64, device=device)
+        counts = torch.zeros(self.num_labels, dtype=torch.long, device=device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for start in tqdm(range(0, len(dataset), batch_size), desc="Co-Tuning relationship"):
+                    batch = collate_fn([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+                    labels = batch.pop("labels").to(device)
+                    if labels.dtype.is_floating_point or labels.dim() != 1:
+                        raise ValueError(
+                            f"Co-Tuning needs one class index per row (single-label classification); got labels of "
+                            f"shape {tuple(labels.shape)} and dtype {labels.dtype}."
+                        )
+                    batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                    features = model.transfer(**batch).pooler_output
+                    probs = F.softmax(head(features.float()), dim=-1).double()
+                    sums.index_add_(0, labels, probs)
+                    counts += torch.bincount(labels, minlength=self.num_labels)
+        finally:
+            model.train(was_training)
+        empty = [int(c) for c in torch.nonzero(counts == 0).flatten()]
+        if empty:
+            raise ValueError(
+                f"Co-Tuning learns p(y_s | y_t) from the training rows of each class; classes {empty} have none."
+            )
+        self.relationship = (sums / counts[:, None]).float().cpu()
+        return self.relationship
+
+    @staticmethod
+    def loss(source_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """tllib's `CoTuningLoss`: −Σ_s target_s · log softmax(source_logits)_s, averaged over the batch."""
+        return -(target * F.log_softmax(source_logits.float(), dim=-1)).sum(-1).mean()
+
+    def __call__(self, model: nn.Module, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.relationship is None:
+            raise RuntimeError("CoTuningRegularizer.learn_relationship(...) must run before training.")
+        if self._features is None or labels is None:
+            raise RuntimeError("Co-Tuning needs the batch's features and labels: use it with TransferTrainer.")
+        features, self._features = self._features, None
+        head = self.source_head.to(features.device)
+        target = self.relationship.to(features.device)[labels.to(features.device)]
+        return self.weight * self.loss(head(features), target)
+
+
 class EMACallback(TrainerCallback):
     """An exponential moving average of the weights (timm's `ModelEmaV3`) kept along a Trainer run.
 
@@ -223,18 +348,49 @@ class EMACallback(TrainerCallback):
             logger.info("The EMA weights (decay %g) replace the trained ones.", self.decay)
 
 
+def _co_tuning_source_head(model: nn.Module, backbones: Sequence[Any] | None, random_init: bool) -> nn.Linear:
+    from hf_transfer.modeling_transfer import source_classifier
+
+    if random_init:
+        raise ValueError("Co-Tuning reads the backbone's source classifier, but --random_init gives it none.")
+    if not backbones:
+        raise ValueError(
+            "Co-Tuning needs the backbone the classifier is built from (--backbone), whose weights include its "
+            "source classifier; a trained classifier (--model_name_or_path) has only its own head."
+        )
+    if len(backbones) != 1:
+        raise ValueError(f"Co-Tuning reads the source classifier of one backbone; got {len(backbones)}.")
+    spec = backbones[0]
+    head = source_classifier(spec.name, spec.weights, spec.pretrained)
+    if head is None:
+        raise ValueError(
+            f"Co-Tuning needs the source classifier of {spec.name!r} (a timm model whose weights include its head, "
+            f"e.g. ImageNet's), and none could be loaded (weights: {spec.weights or 'timm pretrained'})."
+        )
+    backbone_modules, _ = _parts(model)
+    if not any(p.requires_grad for p in backbone_modules.parameters()):
+        raise ValueError("Co-Tuning trains the backbone through its source classifier; the backbone is frozen.")
+    return head
+
+
 def build_regularization(
-    model: nn.Module, args: RegularizationArguments, random_init: bool = False
+    model: nn.Module, args: RegularizationArguments, random_init: bool = False, backbones: Sequence[Any] | None = None
 ) -> tuple[list, list[TrainerCallback]]:
     """The regularizers and callbacks `RegularizationArguments` ask for.
 
     Args:
         model: The hf_transfer classifier, before training (its backbones' weights are L2-SP's starting point).
         args: The flags.
-        random_init: The backbones were randomly initialised (L2-SP then fails).
+        random_init: The backbones were randomly initialised (L2-SP and Co-Tuning then fail).
+        backbones: The `BackboneSpec`s the model was built from, where Co-Tuning finds the source classifier.
 
     Returns:
-        `(regularizers, callbacks)` for `TransferTrainer(regularizers=..., callbacks=...)`.
+        `(regularizers, callbacks)` for `TransferTrainer(regularizers=..., callbacks=...)`. A Co-Tuning regularizer
+        still needs its `learn_relationship(...)` on the training data.
+
+    Raises:
+        ValueError: Co-Tuning without a source classifier to be had (random init, a trained classifier, several
+            backbones, a backbone whose weights do not include its head), or with frozen backbones.
     """
     regularizers: list = []
     callbacks: list[TrainerCallback] = []
@@ -242,6 +398,10 @@ def build_regularization(
         regularizers.append(L2SPRegularizer(model, args.l2sp_weight, args.l2sp_head_weight, random_init=random_init))
     if args.bss_weight > 0:
         regularizers.append(BSSRegularizer(model, args.bss_weight, args.bss_k))
+    if args.co_tuning_weight > 0:
+        regularizers.append(
+            CoTuningRegularizer(model, _co_tuning_source_head(model, backbones, random_init), args.co_tuning_weight)
+        )
     if args.ema_decay > 0:
         callbacks.append(EMACallback(args.ema_decay, warmup=args.ema_warmup, as_final=args.ema_as_final))
     return regularizers, callbacks
@@ -249,6 +409,7 @@ def build_regularization(
 
 __all__ = [
     "BSSRegularizer",
+    "CoTuningRegularizer",
     "EMACallback",
     "L2SPRegularizer",
     "RegularizationArguments",

@@ -247,6 +247,9 @@ class TransferTrainer(Trainer):
         ```
     """
 
+    # Whether the regularizers that read the batch's class indices (Co-Tuning) get them from this trainer's loss.
+    labels_for_regularizers = True
+
     def __init__(
         self,
         *args: Any,
@@ -263,6 +266,12 @@ class TransferTrainer(Trainer):
         # Loss terms `regularizer(model) -> tensor` (hf_transfer.regularization); a regularizer that pulls weights
         # to other values than 0 (L2-SP) names the parameters weight decay must leave alone.
         self.regularizers = list(regularizers)
+        needs_labels = [type(r).__name__ for r in self.regularizers if getattr(r, "needs_labels", False)]
+        if needs_labels and not self.labels_for_regularizers:
+            raise ValueError(
+                f"{', '.join(needs_labels)} reads each row's class, which {type(self).__name__} does not give it "
+                "(mixed or unlabelled rows); use it with TransferTrainer or DistillationTrainer."
+            )
         for regularizer in self.regularizers:
             no_weight_decay = (*no_weight_decay, *getattr(regularizer, "backbone_parameter_patterns", tuple)())
         self.no_weight_decay = tuple(no_weight_decay)
@@ -286,18 +295,26 @@ class TransferTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         """The Trainer's loss, plus the regularizers' terms in training."""
+        labels = inputs.get("labels")  # the Trainer pops them with label smoothing; Co-Tuning reads them
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         if not (self.regularizers and model.training):
             return result
         loss, outputs = result if return_outputs else (result, None)
-        loss = loss + self.regularization_loss(model)
+        loss = loss + self.regularization_loss(model, labels)
         return (loss, outputs) if return_outputs else loss
 
-    def regularization_loss(self, model: nn.Module) -> torch.Tensor | float:
-        """The regularizers' terms (L2-SP, BSS) of a training step, for every subclass's own loss; 0 without any."""
-        return sum((regularizer(model) for regularizer in self.regularizers), 0.0)
+    def regularization_loss(self, model: nn.Module, labels: torch.Tensor | None = None) -> torch.Tensor | float:
+        """The regularizers' terms (L2-SP, BSS, Co-Tuning) of a training step, for every subclass's own loss; 0
+        without any. Regularizers with `needs_labels` (Co-Tuning) also get the batch's labels."""
+        return sum(
+            (
+                regularizer(model, labels) if getattr(regularizer, "needs_labels", False) else regularizer(model)
+                for regularizer in self.regularizers
+            ),
+            0.0,
+        )
 
     def _unfreezing_callback(self) -> "GradualUnfreezingCallback | None":
         return next((c for c in self.callback_handler.callbacks if isinstance(c, GradualUnfreezingCallback)), None)
@@ -844,7 +861,8 @@ class DistillationTrainer(TransferTrainer):
                 teacher_inputs = self.distiller.teacher_inputs(inputs)
                 teacher_logits = self.distiller.teacher_logits(teacher_inputs, device=outputs.logits.device)
             loss = self.distiller.loss(outputs.logits, teacher_logits, task_loss)
-            loss = loss + self.regularization_loss(model)  # L2-SP / BSS compose with distillation
+            # L2-SP / BSS / Co-Tuning compose with distillation
+            loss = loss + self.regularization_loss(model, labels if labels is not None else inputs.get("labels"))
         return (loss, outputs) if return_outputs else loss
 
 

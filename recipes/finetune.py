@@ -59,7 +59,7 @@ from hf_transfer.metrics import build_compute_metrics
 from hf_transfer.mixup import MixupArguments, MixupTrainer, build_mixup
 from hf_transfer.prediction import predict_and_write, prepare_predict_datasets
 from hf_transfer.processing import build_processor, image_processor_for, load_processors, load_tokenizer
-from hf_transfer.regularization import RegularizationArguments, build_regularization
+from hf_transfer.regularization import CoTuningRegularizer, RegularizationArguments, build_regularization
 from hf_transfer.training import (
     DistillationTrainer,
     Distiller,
@@ -787,8 +787,16 @@ def main(argv: list[str] | None = None) -> dict:
         if model_args.gradual_unfreezing:
             raise ValueError("--peft lora keeps the backbones' weights fixed; --gradual_unfreezing would train them.")
         apply_lora(model, peft_args)  # logs the trainable fraction
+    if regularization_args.co_tuning_weight > 0 and (adaptation_args.adaptation or model_args.mixup_active):
+        raise ValueError(
+            "--co_tuning_weight reads each training row's class; --adaptation (unlabelled target rows) and --mixup / "
+            "--cutmix (mixed labels) do not give it one. Use one or the other."
+        )
     regularizers, regularization_callbacks = build_regularization(
-        model, regularization_args, random_init=model_args.random_init
+        model,
+        regularization_args,
+        random_init=model_args.random_init,
+        backbones=None if model_args.model_name_or_path else backbone_specs(model_args),
     )
     # --- end LoRA / regularization
     # --mixup / --cutmix: checked against the model and task before any data work (hf_transfer.mixup)
@@ -823,6 +831,18 @@ def main(argv: list[str] | None = None) -> dict:
     # --- end issue 12 ---
     if target is not None:  # --- domain adaptation (issue 11): the target prepared as the source ---
         target = prepare_target_datasets(target, backbones, processors, data_args, training_args.seed)
+
+    # Co-Tuning's p(y_s | y_t): one pass over the training rows before training (hf_transfer.regularization)
+    for regularizer in regularizers:
+        if isinstance(regularizer, CoTuningRegularizer) and training_args.do_train:
+            regularizer.learn_relationship(
+                model,
+                train_dataset,
+                data_collator,
+                batch_size=training_args.per_device_eval_batch_size,
+                device=training_args.device,
+                seed=training_args.seed,
+            )
 
     # 4. Frozen backbones: features once, cached on disk, instead of every epoch
     augmented = task.image_column is not None and not data_args.no_augmentation
@@ -874,7 +894,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 5. Train and evaluate
     callbacks = [AugmentationEpochCallback(train_dataset)] if training_args.do_train else []
-    trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS terms
+    trainer_class, trainer_kwargs = TransferTrainer, {"regularizers": regularizers}  # L2-SP / BSS / Co-Tuning terms
     callbacks += regularization_callbacks  # EMA
     if mixup is not None:
         trainer_class = MixupTrainer

@@ -34,6 +34,7 @@ from transformers import HfArgumentParser, set_seed
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification
 from hf_transfer.data import DataTrainingArguments, TaskInfo, load_raw_datasets, prepare_datasets
 from hf_transfer.features import cache_backbone_features, preprocessing_key
+from hf_transfer.modeling_transfer import source_classifier
 from hf_transfer.processing import load_processors
 from hf_transfer.transferability import FEATURE_SCORES, SOURCE_SCORES, score_features
 
@@ -231,31 +232,6 @@ def check_modality(model, spec: BackboneSpec, task: TaskInfo) -> None:
             f"Candidate {spec.name!r} reads {modality} but the data ({task.dataset_name}) is {task.modality}"
             f" (columns: image={task.image_column}, text={task.text_columns}): give {task.modality} backbones only."
         )
-
-
-def source_classifier(spec: BackboneSpec) -> torch.nn.Module | None:
-    """The candidate's source classifier (e.g. its ImageNet head), for LEEP and NCE: timm models whose weights
-    include the head. None when there is none to be had offline."""
-    import timm
-
-    from hf_transfer.modeling_transfer import load_weights_file
-
-    name = spec.name.removeprefix("timm:")
-    if not timm.is_model(name):
-        return None
-    try:
-        if spec.weights:
-            model = timm.create_model(name, pretrained=False)
-            load_weights_file(model, spec.weights)
-        elif spec.pretrained:
-            model = timm.create_model(name, pretrained=True)
-        else:
-            return None
-    except Exception as error:  # noqa: BLE001 - no head to be had (offline, no such tag...): skip LEEP/NCE
-        logger.info("No source classifier for %s (%s): LEEP/NCE skipped.", spec.name, error)
-        return None
-    head = model.get_classifier()
-    return head.eval() if isinstance(head, torch.nn.Linear) and head.out_features > 0 else None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -515,7 +491,7 @@ def main(argv: list[str] | None = None) -> RankingReport:
         num_eval = len(features.get("eval", []))
         source_logits = None
         if set(args.scores) & set(SOURCE_SCORES):
-            head = source_classifier(spec)
+            head = source_classifier(spec.name, spec.weights, spec.pretrained)
             if head is not None:
                 with torch.no_grad():
                     source_logits = head(torch.from_numpy(features["train"]).float()).double().numpy()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fixtures
 import pytest
+import timm
 import torch
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
@@ -219,6 +220,40 @@ def test_freeze_bn_stats_on_a_model_without_batch_norm_is_refused(data, bert, tm
     _fails_before_training(
         ["--backbone", bert, "--freeze_bn_stats", "--dataset_name", data / "glue", "--dataset_config_name", "mrpc"],
         r"freeze_bn_stats: the backbones \(TransformersBackbone\) have no BatchNorm layer",
+        tmp_path,
+    )
+
+
+def _resnet_with_source_head(tmp_path) -> str:
+    """A test_resnet checkpoint whose state dict includes its 7-class source classifier."""
+    torch.manual_seed(0)
+    path = tmp_path / "source_resnet.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False, num_classes=7).state_dict(), path)
+    return str(path)
+
+
+def test_co_tuning_adds_its_loss_and_saves_a_plain_classifier(data, tmp_path):
+    weights = _resnet_with_source_head(tmp_path)
+    argv = ["--backbone", "timm:test_resnet", "--backbone_weights", weights, "--dataset_name", data / "cifar10"]
+    argv += ["--do_train", "--max_steps", "1", "--learning_rate", "0", "--seed", "3", "--no_augmentation"]
+    losses = {}
+    for weight in ("0", "2.3"):
+        out = tmp_path / f"co_tuning_{weight}"
+        run(argv + ["--co_tuning_weight", weight, "--output_dir", out])
+        losses[weight] = json.loads((out / "train_results.json").read_text())["train_loss"]
+    assert losses["2.3"] > losses["0"] + 0.1  # the same batch and weights, plus 2.3 × the Co-Tuning loss
+    saved = AutoModelForImageClassification.from_pretrained(tmp_path / "co_tuning_2.3")
+    assert saved.head.layers[-1].out_features == 10  # CIFAR-10's head; the source head is not part of the model
+    assert not any(".fc." in k for k in saved.state_dict())
+
+
+def test_co_tuning_without_a_source_classifier_is_refused(data, tmp_path):
+    argv = ["--backbone", "timm:test_resnet", "--dataset_name", data / "cifar10", "--co_tuning_weight", "1"]
+    _fails_before_training(argv + ["--random_init"], "random_init gives it none", tmp_path)
+    weights = _resnet_with_source_head(tmp_path)
+    _fails_before_training(
+        argv + ["--backbone_weights", weights, "--mixup", "0.8"],
+        "--co_tuning_weight reads each training row",
         tmp_path,
     )
 

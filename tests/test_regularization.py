@@ -1,11 +1,16 @@
-"""L2-SP, BSS and EMA (hf_transfer.regularization) against their definitions, in real Trainer runs."""
+"""L2-SP, BSS, Co-Tuning and EMA (hf_transfer.regularization) against their definitions, in real Trainer runs."""
 
 import numpy as np
 import pytest
+import timm
 import torch
+from timm.data import Mixup
+from torch.utils.data import default_collate
 from transformers import TrainerCallback
 
-from hf_transfer import TransferForImageClassification
+from hf_transfer import BackboneSpec, TransferForImageClassification
+from hf_transfer.mixup import MixupTrainer
+from hf_transfer.modeling_transfer import load_weights_file, source_classifier
 from hf_transfer.regularization import (
     EMA_WEIGHTS_NAME,
     BSSRegularizer,
@@ -162,3 +167,123 @@ def test_bad_flags():
         RegularizationArguments(bss_k=0)
     with pytest.raises(ValueError, match="--l2sp_weight"):
         RegularizationArguments(l2sp_weight=-1)
+
+
+# --- Co-Tuning ---------------------------------------------------------------------------------------------------
+
+
+def _source_weights(tmp_path, renamed=False, with_classifier=True, classes=5):
+    """A timm checkpoint of test_resnet with a `classes`-way source classifier (renamed: a port whose tensor names
+    differ, matched in order, as the EfficientNet-Lite ImageNet files are)."""
+    torch.manual_seed(1)
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=classes)
+    state = source.state_dict()
+    if not with_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if renamed:
+        state = {f"_port.{k.replace('.', '_')}": v for k, v in state.items()}
+    path = tmp_path / f"source{'_renamed' if renamed else ''}{'' if with_classifier else '_headless'}.pth"
+    torch.save(state, path)
+    return str(path), source.get_classifier()
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_source_classifier_is_the_checkpoints_own_head(tmp_path, renamed):
+    path, expected = _source_weights(tmp_path, renamed=renamed)
+    head = source_classifier("timm:test_resnet", path)
+    assert head.out_features == 5 and not head.training
+    torch.testing.assert_close(head.weight, expected.weight)
+    torch.testing.assert_close(head.bias, expected.bias)
+    # the backbone built from the same file still drops the head (it gets a new one)
+    model = TransferForImageClassification.from_backbones(BackboneSpec("timm:test_resnet", weights=path), num_labels=3)
+    assert model.head.layers[-1].out_features == 3
+
+
+def test_no_source_classifier_where_there_is_none(tmp_path):
+    path, _ = _source_weights(tmp_path, with_classifier=False)
+    assert source_classifier("timm:test_resnet", path) is None  # the file has no head: nothing to read
+    assert source_classifier("test_resnet", None, pretrained=False) is None  # random init
+    assert source_classifier("bert-base-uncased", None) is None  # not a timm model
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=5)
+    with pytest.raises(ValueError, match="source classifier"):
+        load_weights_file(model, path, with_classifier=True)
+
+
+def _co_tuning_model(tmp_path, labels=2):
+    path, head = _source_weights(tmp_path)
+    torch.manual_seed(0)
+    spec = BackboneSpec("timm:test_resnet", weights=path)
+    return TransferForImageClassification.from_backbones(spec, num_labels=labels), spec, head
+
+
+def test_co_tuning_relationship_and_loss_match_their_definitions(tmp_path):
+    model, spec, _ = _co_tuning_model(tmp_path)
+    [regularizer], _ = build_regularization(model, RegularizationArguments(co_tuning_weight=0.5), backbones=[spec])
+    data = SeparableImages(n=12)
+    relationship = regularizer.learn_relationship(model, data, default_collate, batch_size=5)
+    # tllib's Relationship: the mean source softmax over each target class's rows
+    pixels = torch.stack([data[i]["pixel_values"] for i in range(12)])
+    labels = torch.tensor([data[i]["labels"] for i in range(12)])
+    with torch.no_grad():
+        probs = torch.softmax(regularizer.source_head(model.eval().transfer(pixel_values=pixels).pooler_output), -1)
+    expected = torch.stack([probs[labels == c].mean(0) for c in range(2)])
+    torch.testing.assert_close(relationship, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(relationship.sum(1), torch.ones(2))
+
+    model.train()
+    model(pixel_values=pixels[:4])
+    value = regularizer(model, labels[:4])
+    with torch.no_grad():
+        logits = regularizer.source_head(model.transfer(pixel_values=pixels[:4]).pooler_output)
+    # CoTuningLoss: −Σ_s p(y_s | y_t) log softmax(source logits)_s, batch mean, times the weight
+    manual = -(expected[labels[:4]] * torch.log_softmax(logits, -1)).sum(-1).mean()
+    assert value.item() == pytest.approx(0.5 * manual.item(), rel=1e-4)
+    value.backward()
+    assert all(p.grad is None for p in regularizer.source_head.parameters())  # the source head stays fixed
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.transfer.backbones.parameters())
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_co_tuning_trains_in_the_trainer(tmp_path, label_smoothing):
+    model, spec, _ = _co_tuning_model(tmp_path)
+    regularizers, _ = build_regularization(model, RegularizationArguments(co_tuning_weight=2.3), backbones=[spec])
+    data = SeparableImages(n=16)
+    regularizers[0].learn_relationship(model, data, default_collate)
+    args = tiny_training_args(
+        tmp_path, max_steps=1, per_device_train_batch_size=8, learning_rate=0.0, label_smoothing_factor=label_smoothing
+    )
+    plain = TransferTrainer(model=model, args=args, train_dataset=data).train().training_loss
+    loss = TransferTrainer(model=model, args=args, train_dataset=data, regularizers=regularizers).train().training_loss
+    # the Trainer pops the labels with label smoothing: Co-Tuning still gets them
+    assert loss > plain + 0.1
+
+
+def test_co_tuning_bad_input(tmp_path):
+    model, spec, _ = _co_tuning_model(tmp_path, labels=3)
+    args = RegularizationArguments(co_tuning_weight=1.0)
+    with pytest.raises(ValueError, match="random_init"):
+        build_regularization(model, args, random_init=True, backbones=[spec])
+    with pytest.raises(ValueError, match="--model_name_or_path"):
+        build_regularization(model, args)
+    path, _ = _source_weights(tmp_path, with_classifier=False)
+    with pytest.raises(ValueError, match="source classifier of 'timm:test_resnet'"):
+        build_regularization(model, args, backbones=[BackboneSpec("timm:test_resnet", weights=path)])
+    model.transfer.backbones.requires_grad_(False)
+    with pytest.raises(ValueError, match="frozen"):
+        build_regularization(model, args, backbones=[spec])
+    model.transfer.backbones.requires_grad_(True)
+    [regularizer], _ = build_regularization(model, args, backbones=[spec])
+    with pytest.raises(RuntimeError, match="learn_relationship"):
+        regularizer(model, torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"classes \[2\] have none"):  # SeparableImages has 2 of the 3 classes
+        regularizer.learn_relationship(model, SeparableImages(n=8), default_collate)
+    with pytest.raises(ValueError, match="MixupTrainer"):
+        MixupTrainer(
+            model=model,
+            args=tiny_training_args(tmp_path),
+            train_dataset=SeparableImages(n=8),
+            regularizers=[regularizer],
+            mixup=Mixup(num_classes=3),
+        )
+    with pytest.raises(ValueError, match="--co_tuning_weight"):
+        RegularizationArguments(co_tuning_weight=-1)
