@@ -387,6 +387,19 @@ def tune(task, shots, pool, names, collate, setting, grids, tune_seed, val_size)
     return {"tune_seed": tune_seed, "val_size": val_size, "train_size": len(train), "chosen": chosen, "trials": trials}
 
 
+def tuning_grids(grids: dict, methods: list[str], overrides: list[str]) -> dict:
+    """`grids` for the methods run (EMA rides on fine-tuning, LoRA's targets on LoRA), with `--grid` overrides."""
+    wanted = set(methods) | {"finetune"} | ({"lora_targets"} if "lora" in methods else set())
+    grids = {m: dict(g) for m, g in grids.items() if m in wanted or (m == "ema" and "ema" in methods)}
+    for override in overrides:
+        key, _, values = override.partition("=")
+        method, _, field_name = key.partition(".")
+        if method not in grids or not field_name or not values:
+            raise ValueError(f"--grid {override!r}: expected METHOD.FIELD=V1,V2 with METHOD among {sorted(grids)}.")
+        grids[method][field_name] = [float(v) for v in values.split(",")]
+    return grids
+
+
 def tuned_setting(setting: Setting, tuned: dict, shots: int, method: str) -> tuple[Setting, int]:
     """`setting` with the values tuned for `method` at `shots` (or, when those were not tuned, the nearest tuned
     shots below): full fine-tuning's values first (lr, BatchNorm mode), then the method's own, which win.
@@ -485,6 +498,13 @@ def main(argv=None):
         help="L2-SP, BSS and Co-Tuning search full fine-tuning's lr grid too (lr x weight) instead of reusing its lr",
     )
     parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="METHOD.FIELD=V1,V2",
+        help="replace one grid of GRIDS, e.g. lora.lora_lr=1e-3,3e-3,1e-2 (numbers)",
+    )
+    parser.add_argument(
         "--tune-epochs",
         type=float,
         nargs="+",
@@ -528,7 +548,7 @@ def main(argv=None):
         tuned = tuned or {"task": args.task, "shots": {}}
         for shots in shots_list:
             start = time.perf_counter()
-            grids = GRIDS[args.task]
+            grids = tuning_grids(GRIDS[args.task], args.methods, args.grid)
             if args.tune_lr_jointly:
                 grids = {
                     m: {"lr": grids["finetune"]["lr"], **g} if m in ("l2sp", "bss", "cotune") else g

@@ -157,3 +157,11 @@ def test_epochs_and_co_tuning_are_tuned_and_applied(bench, monkeypatch):
 def test_co_tuning_is_refused_for_text(bench):
     with pytest.raises(SystemExit):
         bench.main(["--task", "text", "--methods", "cotune", "--seeds", "0"])
+
+
+def test_tuning_grids_keep_the_methods_run_and_take_overrides(bench):
+    grids = bench.tuning_grids(bench.GRIDS["text"], ["probe", "finetune", "lora", "ema"], ["lora.lora_lr=1e-3,1e-2"])
+    assert sorted(grids) == ["ema", "finetune", "lora", "lora_targets"]
+    assert grids["lora"]["lora_lr"] == [1e-3, 1e-2] and bench.GRIDS["text"]["lora"]["lora_lr"] == [5e-4, 1e-3, 3e-3]
+    with pytest.raises(ValueError, match="METHOD.FIELD"):
+        bench.tuning_grids(bench.GRIDS["text"], ["finetune"], ["bss.bss_weight=1"])  # BSS is not run
