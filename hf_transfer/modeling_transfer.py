@@ -520,6 +520,16 @@ def _load_timm_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
         logger.info("%s: dropped the source's classifier tensors %s.", source, _listed(match.dropped))
 
 
+def _read_weights_file(path: str) -> dict[str, torch.Tensor]:
+    """A weights file's tensors (safetensors or a PyTorch state dict, unwrapped from a training checkpoint's
+    `state_dict` / `model` entry)."""
+    state_dict = load_state_dict(path, weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+    return state_dict
+
+
 def load_weights_file(model: nn.Module, path: str, with_classifier: bool = False) -> None:
     """Loads a local weights file (safetensors or a PyTorch state dict) into a timm model.
 
@@ -539,10 +549,7 @@ def load_weights_file(model: nn.Module, path: str, with_classifier: bool = False
             are missing, unexpected or of another shape; with `with_classifier`, if the file has no classifier of
             the model's shape.
     """
-    state_dict = load_state_dict(path, weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
+    state_dict = _read_weights_file(path)
     if with_classifier:
         _load_whole_timm_weights(model, _strip_wrapper_prefixes(state_dict), path)
         return
@@ -589,10 +596,7 @@ def _source_num_classes(name: str, weights: str) -> int:
     """The number of source classes of a weights file: the rows of its last (classes × features) matrix (the
     classifier comes last in timm's and other codebases' state dicts); timm's default where there is none."""
     num_features = timm.create_model(name, pretrained=False, num_classes=0).num_features
-    state_dict = load_state_dict(weights, weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
+    state_dict = _read_weights_file(weights)
     rows = [v.shape[0] for v in state_dict.values() if v.ndim == 2 and v.shape[1] == num_features]
     default = timm.models.get_pretrained_cfg(name)
     return rows[-1] if rows else getattr(default, "num_classes", 1000)
