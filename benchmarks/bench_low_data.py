@@ -205,11 +205,10 @@ def method_params(method: str, setting: Setting) -> dict:
     """The hyper-parameters a method's run uses (recorded with its result)."""
     if method == "probe":
         return {"C": 1.0}
+    epochs = {} if setting.tuned_epochs is None else {"epochs": setting.tuned_epochs}
     if method == "lora":
-        return {"lora_lr": setting.lora_lr, "lora_r": setting.lora_r, "lora_targets": setting.lora_targets}
-    params = {"lr": setting.lr, "bn_eval": setting.bn_eval}
-    if setting.tuned_epochs is not None:
-        params["epochs"] = setting.tuned_epochs
+        return {"lora_lr": setting.lora_lr, "lora_r": setting.lora_r, "lora_targets": setting.lora_targets, **epochs}
+    params = {"lr": setting.lr, "bn_eval": setting.bn_eval, **epochs}
     params.update(
         {
             "l2sp": {"l2sp_weight": setting.l2sp_weight},
