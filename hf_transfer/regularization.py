@@ -142,6 +142,22 @@ class L2SPRegularizer:
         return self.weight * sp + self.head_weight * l2
 
 
+class _HeadInput:
+    """Keeps the input of the model's head (the pooled or fused features) from the last forward with gradients, for
+    the regularizers that read it (BSS, Co-Tuning); `take()` hands it over once."""
+
+    def __init__(self, head: nn.Module):
+        self._features: torch.Tensor | None = None
+        head.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._features = args[0] if torch.is_grad_enabled() else None
+
+    def take(self) -> torch.Tensor | None:
+        features, self._features = self._features, None
+        return features
+
+
 class BSSRegularizer:
     """weight · Σᵢ₌₁ᵏ σ₋ᵢ² of the (batch × features) matrix the head reads (tllib's `BatchSpectralShrinkage`).
 
@@ -158,11 +174,7 @@ class BSSRegularizer:
             raise ValueError(f"BSS k must be >= 1, got {k}.")
         self.weight, self.k = float(weight), int(k)
         _, whole = _parts(model)
-        self._features: torch.Tensor | None = None
-        whole.head.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._features = args[0] if torch.is_grad_enabled() else None
+        self._head_input = _HeadInput(whole.head)
 
     @staticmethod
     def penalty(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -171,9 +183,9 @@ class BSSRegularizer:
         return singular[-min(k, singular.numel()) :].pow(2).sum()
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
-        if self._features is None:
+        features = self._head_input.take()
+        if features is None:
             raise RuntimeError("BSSRegularizer saw no features: call it after the model's forward in training.")
-        features, self._features = self._features, None
         return self.weight * self.penalty(features, self.k)
 
 
@@ -216,11 +228,7 @@ class CoTuningRegularizer:
         self.source_head = source_head.eval().requires_grad_(False)
         self.num_labels = int(extract_model_from_parallel(model).config.num_labels)
         self.relationship: torch.Tensor | None = None  # (target classes, source classes)
-        self._features: torch.Tensor | None = None
-        whole.head.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._features = args[0] if torch.is_grad_enabled() else None
+        self._head_input = _HeadInput(whole.head)
 
     @torch.no_grad()
     def learn_relationship(
@@ -281,9 +289,9 @@ class CoTuningRegularizer:
     def __call__(self, model: nn.Module, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.relationship is None:
             raise RuntimeError("CoTuningRegularizer.learn_relationship(...) must run before training.")
-        if self._features is None or labels is None:
+        features = self._head_input.take()
+        if features is None or labels is None:
             raise RuntimeError("Co-Tuning needs the batch's features and labels: use it with TransferTrainer.")
-        features, self._features = self._features, None
         head = self.source_head.to(features.device)
         target = self.relationship.to(features.device)[labels.to(features.device)]
         return self.weight * self.loss(head(features), target)
