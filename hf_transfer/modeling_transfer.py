@@ -603,20 +603,27 @@ def _source_num_classes(name: str, weights: str) -> int:
 
 
 def source_classifier(name: str, weights: str | None = None, pretrained: bool = True) -> nn.Linear | None:
-    """A timm backbone's source classifier (e.g. its ImageNet head), in eval mode, for what reads the source's
-    predictions on the target data: LEEP and NCE (`recipes/rank_backbones.py`) and Co-Tuning.
+    """A candidate's source classifier, in eval mode, for what reads the source's predictions on the target data:
+    LEEP and NCE (`recipes/rank_backbones.py`) and Co-Tuning. Either a timm backbone's own head (e.g. its ImageNet
+    classifier), or the trained head of a saved single-backbone hf_transfer classifier (a source model fine-tuned
+    on another task).
 
     Args:
-        name: The timm architecture (``timm:`` prefix allowed).
+        name: The timm architecture (``timm:`` prefix allowed), or a local directory of a saved hf_transfer model.
         weights: A local weights file that includes the classifier (e.g. the EfficientNet-Lite ImageNet `.pth`).
         pretrained: Without `weights`, timm's own pretrained weights (a Hub download).
 
     Returns:
-        The classifier (`nn.Linear` from the pooled features to the source's classes), or None when there is none to
-        be had: not a timm architecture, random init, a file without a classifier, offline without `weights`.
+        The classifier (`nn.Linear` from the backbone's pooled features to the source's classes), or None when there
+        is none to be had: random init, a file without a classifier, offline without `weights`, an hf_transfer model
+        that is no single-backbone classifier with a linear head.
     """
-    name = name.removeprefix("timm:")
-    if not timm.is_model(name) or not (weights or pretrained):
+    name = str(name).removeprefix("timm:")
+    if not (weights or pretrained):
+        return None
+    if os.path.isdir(name) and (_read_json(name, "config.json") or {}).get("model_type") == "hf_transfer":
+        return _saved_classifier_head(name)
+    if not timm.is_model(name):
         return None
     try:
         if weights:
@@ -629,6 +636,19 @@ def source_classifier(name: str, weights: str | None = None, pretrained: bool = 
         return None
     head = model.get_classifier()
     return head.eval() if isinstance(head, nn.Linear) and head.out_features > 0 else None
+
+
+def _saved_classifier_head(name: str) -> nn.Linear | None:
+    """The trained linear head of a saved hf_transfer classifier that reads its one backbone's pooled features."""
+    config = AutoConfig.from_pretrained(name)
+    classifiers = ("TransferForClassification", "TransferForImageClassification", "TransferForSequenceClassification")
+    if len(config.backbones) != 1 or config.head != "linear" or not set(config.architectures or []) & set(classifiers):
+        logger.info(
+            "No source classifier for %s: not a single-backbone hf_transfer classifier with a linear head.", name
+        )
+        return None
+    head = TransferForClassification.from_pretrained(name).head.layers[-1]  # after a Dropout, the identity in eval
+    return head.eval()
 
 
 def _timm_data_config(model: nn.Module, pretrained_cfg: dict | None = None) -> dict:
@@ -877,9 +897,17 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, BackboneEntry]]:
         except Exception as err:
             raise _unknown_backbone_error(name, f"no loadable config ({type(err).__name__}: {err})") from err
         if config.model_type == "hf_transfer":
-            transfer, info = TransferModel.from_pretrained(name, output_loading_info=True)
-            _check_loaded(name, transfer, info)
-            pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(transfer.backbones, config.backbones)]
+            if spec.pretrained:
+                transfer, info = TransferModel.from_pretrained(name, output_loading_info=True)
+                _check_loaded(name, transfer, info)
+                modules = list(transfer.backbones)
+            else:
+                # pretrained=False (--random_init, the guard's reference): the same backbones, built from their
+                # stored configs with the library's own init, not the checkpoint's trained weights
+                modules = [build_backbone(stored) for stored in config.backbones]
+            pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(modules, config.backbones)]
+            for _, stored in pairs:
+                stored["pretrained"] = bool(spec.pretrained)
             for _, stored in pairs:
                 if stored["modality"] == "text":
                     # Its tokenizer is saved in that model's folder; `source` may be gone (a path at *its* training).

@@ -373,7 +373,8 @@ def _co_tuning_source_head(model: nn.Module, backbones: Sequence[Any] | None, ra
     if head is None:
         raise ValueError(
             f"Co-Tuning needs the source classifier of {spec.name!r} (a timm model whose weights include its head, "
-            f"e.g. ImageNet's), and none could be loaded (weights: {spec.weights or 'timm pretrained'})."
+            "e.g. ImageNet's, or a saved single-backbone hf_transfer classifier with a linear head), and none could "
+            f"be loaded (weights: {spec.weights or 'timm pretrained'})."
         )
     backbone_modules, _ = _parts(model)
     if not any(p.requires_grad for p in backbone_modules.parameters()):

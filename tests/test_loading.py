@@ -335,6 +335,30 @@ def test_hf_transfer_checkpoint_missing_a_backbone_tensor_is_an_error(tmp_path):
     TransferForImageClassification.from_backbones(str(tmp_path / "complete"), num_labels=3)
 
 
+@pytest.mark.parametrize("library", ["timm", "transformers"])
+def test_random_init_of_a_saved_hf_transfer_model_is_not_its_trained_weights(tmp_path, library):
+    """--random_init / the guard's reference on a saved hf_transfer model: its architecture, the library's own init."""
+    if library == "timm":
+        spec = BackboneSpec("timm:test_resnet", pretrained=False)
+    else:
+        spec = BackboneSpec(str(save_tiny_bert(tmp_path / "bert")))
+    saved = TransferForClassification.from_backbones(spec, num_labels=2)
+    _move_off_init(saved)
+    saved.save_pretrained(tmp_path / "saved")
+    trained = clone_state(saved.transfer.backbones[0])
+    torch.manual_seed(0)
+    fresh = TransferModel.from_backbones(BackboneSpec(str(tmp_path / "saved"), pretrained=False))
+    assert fresh.config.backbones[0]["pretrained"] is False
+    state = fresh.backbones[0].state_dict()
+    assert state.keys() == trained.keys()
+    floats = [k for k, v in trained.items() if v.is_floating_point() and v.numel() > 1]
+    assert not any(torch.equal(state[k], trained[k]) for k in floats)
+    reloaded = TransferModel.from_backbones(str(tmp_path / "saved"))
+    assert reloaded.config.backbones[0]["pretrained"] is True
+    for key, value in trained.items():
+        torch.testing.assert_close(reloaded.backbones[0].state_dict()[key], value, msg=key)
+
+
 # ------------------------------------------------------------------ tensors a checkpoint lacks at from_pretrained
 
 

@@ -209,6 +209,29 @@ def test_no_source_classifier_where_there_is_none(tmp_path):
         load_weights_file(model, path, with_classifier=True)
 
 
+def test_a_saved_hf_transfer_classifier_is_a_source_classifier(tmp_path):
+    """A source model fine-tuned on another task: its trained linear head is the source classifier."""
+    torch.manual_seed(0)
+    source = TransferForImageClassification.from_backbones("timm:test_resnet", pretrained=False, num_labels=4)
+    source.save_pretrained(tmp_path / "source")
+    head = source_classifier(str(tmp_path / "source"))
+    assert isinstance(head, torch.nn.Linear) and head.out_features == 4 and not head.training
+    torch.testing.assert_close(head.weight, source.head.layers[-1].weight)
+    torch.testing.assert_close(head.bias, source.head.layers[-1].bias)
+    assert source_classifier(str(tmp_path / "source"), pretrained=False) is None  # its random-init self has none
+    mlp = TransferForImageClassification.from_backbones(
+        "timm:test_resnet", pretrained=False, num_labels=4, head="mlp", head_hidden_sizes=[8]
+    )
+    mlp.save_pretrained(tmp_path / "mlp")
+    fused = TransferForImageClassification.from_backbones(
+        ["timm:test_resnet", "timm:test_resnet"], pretrained=False, num_labels=4
+    )
+    fused.save_pretrained(tmp_path / "fused")
+    # the head reads something other than one backbone's pooled features: not a classifier over them
+    assert source_classifier(str(tmp_path / "mlp")) is None
+    assert source_classifier(str(tmp_path / "fused")) is None
+
+
 def _co_tuning_model(tmp_path, labels=2):
     path, head = _source_weights(tmp_path)
     torch.manual_seed(0)

@@ -385,6 +385,27 @@ def test_rank_script_ranks_flags_and_validates(rank_data, tmp_path):
     assert "Reusing cached backbone features" in again.stdout + again.stderr
 
 
+def test_rank_script_ranks_a_saved_source_model_against_its_random_init(rank_data, tmp_path):
+    """A source model fine-tuned on another task (a saved hf_transfer classifier) is a candidate: its random-init
+    reference is its architecture from scratch, and LEEP / NCE read its own trained head."""
+    from hf_transfer import BackboneSpec, TransferForImageClassification
+
+    torch.manual_seed(0)
+    source = TransferForImageClassification.from_backbones(
+        BackboneSpec("timm:test_resnet", weights=str(rank_data.random)), num_labels=7
+    )
+    source.save_pretrained(tmp_path / "source")
+    rank = load_rank_script()
+    report = rank.main(
+        ["--dataset_name", str(rank_data.colours), "--backbone", str(tmp_path / "source"), "--raw_reference", "false"]
+        + ["--scores", "logme", "leep", "nce", "--output_dir", str(tmp_path / "out")]
+    )
+    rows = {r.kind: r for r in report.results}
+    assert set(rows) == {"pretrained", "random init"}
+    assert {"leep", "nce"} <= set(rows["pretrained"].scores) and "leep" not in rows["random init"].scores
+    assert rows["pretrained"].scores["logme"] != rows["random init"].scores["logme"]  # not the checkpoint twice
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
