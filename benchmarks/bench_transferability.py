@@ -17,14 +17,23 @@ Per target, two arms, each one run of ``recipes/rank_backbones.py`` with a cold 
 
 Kendall's tau and weighted tau are taken between each ranking score and the probing arm's accuracies.
 
+``--sources DIR`` grows the pool with source models fine-tuned on the other offline tasks, the choice the scores are
+for (which source to transfer from): EfficientNet-Lite0 (ImageNet) fine-tuned on the MNIST sample, Fashion-MNIST and
+digits, all-MiniLM-L6-v2 fine-tuned on the 2012 convention speeches (party), Rotten Tomatoes and the debates. They
+are trained through ``recipes/finetune.py`` into DIR on first use; a target never ranks the source trained on itself.
+With ``--merge_into FILE`` only the sources are run (no references: their architectures' random init is in the pool
+already) and their rows are added to FILE's, whose other rows are the same deterministic features.
+
     python benchmarks/bench_transferability.py                 # all targets, seeds 0 1 2
     python benchmarks/bench_transferability.py --seeds 0 --targets digits debates
     python benchmarks/bench_transferability.py --scale         # score time on 50,000 × 2,048 features
     python benchmarks/bench_transferability.py --scale --scale_only regularized
     python benchmarks/bench_transferability.py --summarise benchmarks/results/bench_transferability.json
+    python benchmarks/bench_transferability.py --sources sources/ \
+        --merge_into benchmarks/results/bench_transferability.json --out with_sources.json
 
 Options: ``--targets``, ``--rank_train``, ``--probe_train``, ``--probe_test`` (an int for every target and/or
-``target=int``), ``--image_size``, ``--seeds``, ``--threads``, ``--out``.
+``target=int``), ``--image_size``, ``--seeds``, ``--threads``, ``--sources``, ``--merge_into``, ``--out``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,20 +105,117 @@ def text_backbones() -> tuple[list[str], list[str]]:
     return names, notes
 
 
-def candidates(target: str, text_names: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Source:
+    """A source model of the grown pool: a pretrained backbone fine-tuned (fully) on another offline task."""
+
+    name: str
+    modality: str
+    trained_on: str
+    """The dataset it was fine-tuned on: the target of that name never ranks it."""
+    rows: int | None
+    """Training rows (a seeded shuffle's first ones; None: all)."""
+    epochs: int
+
+
+SOURCES = (
+    Source("lite0-mnist", "image", "mnist", None, 2),
+    Source("lite0-fashion_mnist", "image", "fashion_mnist", 10_000, 1),
+    Source("lite0-digits", "image", "digits", None, 3),
+    Source("minilm-convention", "text", "convention", None, 1),
+    Source("minilm-rotten_tomatoes", "text", "rotten_tomatoes", 3_000, 1),
+    Source("minilm-debates", "text", "debates", None, 3),
+)
+
+
+def source_dataset(source: Source):
+    """The source's training rows, drawn from the whole dataset it names: the target of that name never ranks the
+    source (`target_sources`), so no source has seen the rows of a target it is ranked on."""
+    from hf_transfer import assets
+
+    full = {
+        "mnist": assets.mnist_sample,
+        "fashion_mnist": lambda: assets.fashion_mnist("train"),
+        "digits": assets.digits,
+        "convention": assets.convention_speeches,
+        "rotten_tomatoes": lambda: assets.rotten_tomatoes(seed=0)["train"],
+        "debates": assets.debate_statements,
+    }[source.trained_on]().shuffle(seed=0)
+    return full.select(range(min(source.rows, len(full)))) if source.rows else full
+
+
+def build_sources(folder: Path, args, modalities: set[str]) -> dict[str, dict]:
+    """Fine-tunes every source of ``modalities`` not yet in ``folder`` through the recipe; returns each one's record
+    (its ``source.json``: rows, epochs, held-out accuracy, seconds)."""
+    import finetune
+
+    from hf_transfer import assets
+
+    records = {}
+    for source in (s for s in SOURCES if s.modality in modalities):
+        out = folder / source.name
+        if not (out / "source.json").exists():
+            data = write_splits({"train": source_dataset(source)}, folder / "data" / source.name)
+            if source.modality == "image":
+                model = [
+                    "--backbone",
+                    "tf_efficientnet_lite0",
+                    "--backbone_weights",
+                    assets.efficientnet_lite_weights(0),
+                ]
+                model += ["--image_size", str(args.image_size), "--learning_rate", "5e-4", "--no_augmentation"]
+            else:
+                model = ["--backbone", assets.minilm_path(), "--max_seq_length", "64", "--learning_rate", "5e-5"]
+            flags = [
+                *model, "--dataset_name", str(data), "--train_val_split", "0.1", "--do_train", "--do_eval",
+                "--num_train_epochs", str(source.epochs), "--per_device_train_batch_size", "32",
+                "--per_device_eval_batch_size", "64", "--warmup_steps", "0.1", "--seed", "0",
+                "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
+                "--output_dir", str(out), "--log_level", "error",
+            ]  # fmt: skip
+            start = time.perf_counter()
+            metrics = finetune.main(flags)
+            record = {
+                "name": source.name,
+                "trained_on": source.trained_on,
+                "rows": len(source_dataset(source)),
+                "epochs": source.epochs,
+                "eval_accuracy": metrics.get("eval_accuracy"),
+                "seconds": time.perf_counter() - start,
+            }
+            (out / "source.json").write_text(json.dumps(record, indent=2))
+            print(f"[source] {source.name}: held-out accuracy {record['eval_accuracy']:.3f}", flush=True)
+        records[source.name] = json.loads((out / "source.json").read_text())
+    return records
+
+
+def target_sources(target: str, folder: Path | None) -> list[str]:
+    """The saved sources a target ranks: those of its modality, but not the one trained on it."""
+    if folder is None:
+        return []
+    modality = "image" if target in IMAGE_TARGETS else "text"
+    return [str(folder / s.name) for s in SOURCES if s.modality == modality and s.trained_on != target]
+
+
+def candidates(target: str, text_names: list[str], sources: list[str], only_sources: bool = False) -> list[str]:
     from hf_transfer import assets
 
     if target in IMAGE_TARGETS:
-        names = [f"tf_efficientnet_lite{i}" for i in range(3)]
-        return ["--backbone", *names, "--backbone_weights", *[assets.efficientnet_lite_weights(i) for i in range(3)]]
-    return ["--backbone", *text_names, "--max_seq_length", "128"]
+        names = [] if only_sources else [f"tf_efficientnet_lite{i}" for i in range(3)]
+        weights = [assets.efficientnet_lite_weights(i) for i in range(len(names))] + ["none"] * len(sources)
+        return ["--backbone", *names, *sources, "--backbone_weights", *weights]
+    return ["--backbone", *([] if only_sources else text_names), *sources, "--max_seq_length", "128"]
 
 
 def run_rank_backbones(target: str, data_dir: Path, out_dir: Path, args, seed: int, text_names, extra: list[str]):
     import rank_backbones
 
+    sources = target_sources(target, args.sources)
     argv = ["--dataset_name", str(data_dir), "--output_dir", str(out_dir), "--train_val_split", "0"]
-    argv += candidates(target, text_names) + ["--seed", str(seed), "--per_device_eval_batch_size", "64"] + extra
+    argv += candidates(target, text_names, sources, only_sources=bool(args.merge_into))
+    argv += ["--seed", str(seed), "--per_device_eval_batch_size", "64"] + extra
+    if args.merge_into:  # the sources alone: their architectures' random init and the raw inputs are in the pool
+        argv += ["--random_init_reference", "false", "--raw_reference", "false"]
     if target in IMAGE_TARGETS:
         argv += ["--image_size", str(args.image_size)]
     start = time.perf_counter()
@@ -256,6 +363,46 @@ def scale(threads: int, only: list[str] | None = None) -> None:
         print(f"  {name:34s} {seconds:7.2f} s   {seconds / baseline:5.2f}× the baseline   ({value})")
 
 
+def merge(base: list[dict], extra: list[dict], strict: bool = True) -> list[dict]:
+    """A full run's results with the rows of a sources-only run added, target by target and seed by seed; tau and
+    the costs are recomputed from the rows (every cost is a sum over rows). Targets ``extra`` lacks stay as they are;
+    so does, unless ``strict`` (then it is an error), a target whose sources-only run lacks one of the base's seeds
+    (a run in progress).
+    """
+    import copy
+
+    merged = copy.deepcopy(base)
+    for entry in merged:
+        more = next((e for e in extra if e["target"] == entry["target"]), None)
+        if more is None:
+            continue
+        missing = {run["seed"] for run in entry["rankings"]} - {run["seed"] for run in more["rankings"]}
+        if missing and strict:
+            raise ValueError(f"{entry['target']}: the sources-only run has no seed {min(missing)} to merge.")
+        if missing:
+            continue
+        probing = entry["probing"]
+        probing["rows"] += more["probing"]["rows"]
+        probing["accuracy"].update(more["probing"]["accuracy"])
+        for key in ("features", "probes", "cost", "script_total"):
+            probing["seconds"][key] += more["probing"]["seconds"][key]
+        tau, weighted = correlations(probing["rows"], probing["accuracy"])
+        probing["logme_full_kendall_tau"], probing["logme_full_weighted_tau"] = tau.get("logme"), weighted.get("logme")
+        for run in entry["rankings"]:
+            other = next(o for o in more["rankings"] if o["seed"] == run["seed"])
+            run["rows"] += other["rows"]
+            run["kendall_tau"], run["weighted_tau"] = correlations(run["rows"], probing["accuracy"])
+            for key in ("features", "scores", "logme", "script_total"):
+                run["seconds"][key] += other["seconds"][key]
+            seconds = run["seconds"]
+            run["probing_vs_ranking"] = probing["seconds"]["cost"] / (seconds["features"] + seconds["scores"])
+            run["probing_vs_ranking_logme"] = probing["seconds"]["cost"] / (seconds["features"] + seconds["logme"])
+            run["probes_vs_scores"] = probing["seconds"]["probes"] / seconds["scores"]
+        entry["notes"] = entry["notes"] + more["notes"]
+        entry["sources"] = more.get("sources", [])
+    return merged
+
+
 def time_scores(cache_dir: Path, n_train: int, repeats: int = 3) -> None:
     """Times each score on feature files a run left in its cache (the train splits: ``n_train`` rows)."""
     import datasets
@@ -392,8 +539,17 @@ def main() -> None:
     parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
     parser.add_argument("--summarise", help="print the summary of a results JSON and exit")
     parser.add_argument("--time_scores", help="a cache dir left by a run: time each score on its train features")
+    parser.add_argument("--sources", type=Path, help="grow the pool with source models fine-tuned into this folder")
+    parser.add_argument("--merge_into", help="with --sources: run the sources alone and add their rows to this JSON")
     parser.add_argument("--out", default="bench_transferability.json")
     args = parser.parse_args()
+    if args.merge_into and not args.sources:
+        parser.error("--merge_into adds the rows of --sources to a run: give --sources DIR.")
+    base = json.loads(Path(args.merge_into).read_text()) if args.merge_into else None
+    if base is not None:
+        missing = sorted(set(args.targets) - {entry["target"] for entry in base})
+        if missing:
+            parser.error(f"--merge_into {args.merge_into} has no results for --targets {missing}.")
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -417,11 +573,14 @@ def main() -> None:
     text_names, notes = text_backbones() if set(args.targets) & set(TEXT_TARGETS) else ([], [])
     for note in notes:
         print(note)
+    modalities = {"image" if target in IMAGE_TARGETS else "text" for target in args.targets}
+    records = build_sources(args.sources, args, modalities) if args.sources else {}
     started = time.perf_counter()
     results, pools = [], {}
 
     def save() -> None:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        merged = merge(base, results, strict=False) if base is not None else results  # targets done so far
+        Path(args.out).write_text(json.dumps(merged, indent=2))
 
     # seed by seed over all targets (the probing arm with the first), so that an interrupted run has every target
     for i, seed in enumerate(args.seeds):
@@ -429,7 +588,10 @@ def main() -> None:
             if i == 0:
                 pools[target] = target_pool(target)
                 probing = probe_target(target, pools[target], work, args, text_names)
-                results.append({"target": target, "probing": probing, "rankings": [], "notes": notes})
+                sources = [records[Path(path).name] for path in target_sources(target, args.sources)]
+                results.append(
+                    {"target": target, "probing": probing, "rankings": [], "notes": notes, "sources": sources}
+                )
                 save()
             entry = next(r for r in results if r["target"] == target)
             if i > 0 and args.rank_train >= entry["probing"]["train"]:
@@ -444,7 +606,7 @@ def main() -> None:
                 flush=True,
             )
             save()
-    print(summarise(results))
+    print(summarise(merge(base, results) if base is not None else results))
     print(f"\nPer-target plots: {work}/out_*/<target>/ranking.png; results: {args.out}")
 
 

@@ -74,3 +74,52 @@ def test_summary_reports_tau_per_target_and_the_total_cost_ratio(bench):
     text = bench.summarise(results)
     assert "Kendall τ +0.50 ± 0.00" in text  # per-target means over seeds (0.5, 0.5), then over targets
     assert "probing every candidate 110 s; ranking 21 s per seed (5.2× cheaper)" in text
+
+
+def test_a_target_never_ranks_the_source_trained_on_it(bench, tmp_path):
+    digits = [Path(p).name for p in bench.target_sources("digits", tmp_path)]
+    assert digits == ["lite0-mnist", "lite0-fashion_mnist"]  # image sources only, not the one trained on digits
+    debates = [Path(p).name for p in bench.target_sources("debates", tmp_path)]
+    assert debates == ["minilm-convention", "minilm-rotten_tomatoes"]
+    assert bench.target_sources("digits", None) == []  # no --sources: the pool as before
+    assert {s.trained_on for s in bench.SOURCES} >= set(bench.IMAGE_TARGETS + bench.TEXT_TARGETS)
+
+
+def test_merge_adds_the_sources_rows_and_recomputes_tau_and_costs(bench):
+    def row(label, logme, seconds=1.0):
+        return {"label": label, "scores": {"logme": logme}, "seconds_features": seconds, "flagged": False}
+
+    def entry(rows, accuracy, features, rankings):
+        probing = {
+            "rows": rows,
+            "accuracy": accuracy,
+            "seconds": {"features": features, "probes": 2.0, "cost": features + 2.0, "script_total": features + 3},
+        }
+        return {"target": "digits", "probing": probing, "rankings": rankings, "notes": []}
+
+    def ranking(seed, rows, features):
+        return {
+            "seed": seed,
+            "rows": rows,
+            "seconds": {"features": features, "scores": 1.0, "logme": 0.5, "script_total": features + 1},
+        }
+
+    base = [
+        entry([row("a", 2.0), row("b", 1.0)], {"a": 0.9, "b": 0.8}, 10.0, [ranking(0, [row("a", 2), row("b", 1)], 4)])
+    ]
+    base[0]["rankings"][0].update(kendall_tau={"logme": 1.0}, weighted_tau={"logme": 1.0})
+    extra = [entry([row("s", 3.0)], {"s": 0.7}, 5.0, [ranking(0, [row("s", 3.0)], 1.0)])]
+    extra[0]["sources"] = [{"name": "s"}]
+    merged = bench.merge(base, extra)
+    run = merged[0]["rankings"][0]
+    assert [r["label"] for r in run["rows"]] == ["a", "b", "s"]
+    # s scores best but probes worst: two discordant pairs of three
+    assert run["kendall_tau"]["logme"] == pytest.approx(-1 / 3)
+    assert merged[0]["probing"]["seconds"]["cost"] == 19.0 and run["seconds"]["features"] == 5.0
+    assert run["probing_vs_ranking"] == pytest.approx(19.0 / 7.0)
+    assert merged[0]["sources"] == [{"name": "s"}]
+    assert base[0]["rankings"][0]["kendall_tau"]["logme"] == 1.0  # the base is left as it was
+    in_progress = [{**base[0], "rankings": [ranking(1, [], 1.0)]}]  # its seed 1 is not run yet
+    with pytest.raises(ValueError, match="no seed 1"):
+        bench.merge(in_progress, extra)
+    assert bench.merge(in_progress, extra, strict=False) == in_progress  # saved as it was until then
