@@ -259,6 +259,30 @@ def correlations(rows: list[dict], accuracy: dict[str, float]) -> tuple[dict, di
     return tau, weighted
 
 
+def separated_tau(rows: list[dict], accuracy: dict[str, float], n_test: int, score: str = "logme", z: float = 1.96):
+    """Kendall's tau over the pairs of candidates whose probe accuracies differ by more than ``z`` standard errors
+    (binomial, on ``n_test`` test rows; unpaired, so conservative): the pairs whose order the ground truth can
+    tell. Returns ``(tau, pairs kept, pairs in all)``; tau is None when no pair is kept."""
+    import itertools
+
+    import numpy as np
+
+    both = [(row["scores"][score], accuracy[row["label"]]) for row in rows if score in row["scores"]]
+    both = [(x, a) for x, a in both if a is not None]
+    concordant = discordant = 0
+    pairs = list(itertools.combinations(both, 2))
+    for (x1, a1), (x2, a2) in pairs:
+        se = np.sqrt((a1 * (1 - a1) + a2 * (1 - a2)) / n_test)
+        if abs(a1 - a2) <= z * se or x1 == x2:
+            continue
+        if (x1 - x2) * (a1 - a2) > 0:
+            concordant += 1
+        else:
+            discordant += 1
+    kept = concordant + discordant
+    return ((concordant - discordant) / kept if kept else None), kept, len(pairs)
+
+
 def probe_target(target: str, pool, work: Path, args, text_names) -> dict:
     """The probing arm: every candidate's linear probe on the training set (cold features over train + test)."""
     n_train = per_target(args.probe_train, target)
@@ -535,6 +559,12 @@ def summarise(results: list[dict]) -> str:
             + ", ".join(f"{run['kendall_tau'].get('logme', float('nan')):+.2f}" for run in r["rankings"])
             + f"; LogME on the probes' {probing['train']} rows: τ {probing['logme_full_kendall_tau']:+.2f}"
         )
+        separated = [separated_tau(run["rows"], probing["accuracy"], probing["test"]) for run in r["rankings"]]
+        kept = [t for t, _, _ in separated if t is not None]
+        lines.append(
+            f"LogME τ over the pairs the probes tell apart (> 1.96 SE on {probing['test']} test rows; "
+            f"{separated[0][1]} of {separated[0][2]} pairs): " + (f"{np.mean(kept):+.2f}" if kept else "no pair")
+        )
         ranking = np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]])
         lines.append(
             f"time: probing {probing['seconds']['cost']:.0f} s (features {probing['seconds']['features']:.0f} s, probes "
@@ -565,6 +595,17 @@ def summarise(results: list[dict]) -> str:
             f"{np.std(wper):.2f}   (images {np.mean(image) if image else float('nan'):+.2f}, text "
             f"{np.mean(text) if text else float('nan'):+.2f}; {len(values)} targets)"
         )
+    separated = {}
+    for r in results:
+        taus = [separated_tau(run["rows"], r["probing"]["accuracy"], r["probing"]["test"])[0] for run in r["rankings"]]
+        if any(t is not None for t in taus):
+            separated[r["target"]] = np.mean([t for t in taus if t is not None])
+    lines.append(
+        f"{'logme, separated pairs':22s} Kendall τ {np.mean(list(separated.values())):+.2f} ± "
+        f"{np.std(list(separated.values())):.2f}   over the pairs the probes tell apart ("
+        + ", ".join(f"{t} {v:+.2f}" for t, v in separated.items())
+        + ")"
+    )
     probing = sum(r["probing"]["seconds"]["cost"] for r in results)
     ranking = sum(
         np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]]) for r in results

@@ -132,3 +132,15 @@ def test_merge_adds_the_sources_rows_and_recomputes_tau_and_costs(bench):
     with pytest.raises(ValueError, match="no seed 1"):
         bench.merge(in_progress, extra)
     assert bench.merge(in_progress, extra, strict=False) == in_progress  # saved as it was until then
+
+
+def test_separated_tau_counts_only_the_pairs_the_probes_tell_apart(bench):
+    rows = [{"label": k, "scores": {"logme": v}} for k, v in (("a", 3.0), ("b", 2.0), ("c", 1.0))]
+    # a and b probe within noise on 1,000 rows (and the score orders them wrongly); c is far below both
+    accuracy = {"a": 0.800, "b": 0.805, "c": 0.60}
+    tau, kept, pairs = bench.separated_tau(rows, accuracy, n_test=1000)
+    assert (tau, kept, pairs) == (1.0, 2, 3)
+    assert bench.correlations(rows, accuracy)[0]["logme"] == pytest.approx(1 / 3)  # plain tau counts the tie
+    tau, kept, _ = bench.separated_tau(rows, accuracy, n_test=10**7)  # enough rows: every gap is real
+    assert kept == 3 and tau == pytest.approx(1 / 3)
+    assert bench.separated_tau(rows, {"a": 0.8, "b": 0.8, "c": 0.8}, n_test=100)[0] is None
