@@ -52,7 +52,8 @@ class RankingArguments:
         default=None,
         metadata={
             "help": "Candidate backbones (each ranked alone): Hub ids or local directories of transformers / timm "
-            "checkpoints, or timm architecture names (with --backbone_weights).",
+            "checkpoints or of saved hf_transfer models (your own fine-tuned sources), or timm architecture names "
+            "(with --backbone_weights).",
             "nargs": "+",
         },
     )

@@ -230,6 +230,11 @@ def test_a_saved_hf_transfer_classifier_is_a_source_classifier(tmp_path):
     # the head reads something other than one backbone's pooled features: not a classifier over them
     assert source_classifier(str(tmp_path / "mlp")) is None
     assert source_classifier(str(tmp_path / "fused")) is None
+    # Co-Tuning from that source: the new classifier's backbone is the source's, the source head its trained one
+    spec = BackboneSpec(str(tmp_path / "source"))
+    model = TransferForImageClassification.from_backbones(spec, num_labels=2)
+    [regularizer], _ = build_regularization(model, RegularizationArguments(co_tuning_weight=1.0), backbones=[spec])
+    torch.testing.assert_close(regularizer.source_head.weight, source.head.layers[-1].weight)
 
 
 def _co_tuning_model(tmp_path, labels=2):
