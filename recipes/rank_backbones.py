@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 import time
 import warnings
@@ -375,6 +376,31 @@ def format_table(report: RankingReport) -> str:
     return "\n".join(lines)
 
 
+# Flags of RankingArguments that recipes/finetune.py does not take (the data flags and --seed, --image_size,
+# --pooling, --per_device_eval_batch_size, --bf16 carry over as they are).
+_RANKING_ONLY = (
+    "--backbone", "--backbone_weights", "--output_dir", "--scores", "--rank_by", "--validate", "--probe_c",
+    "--random_init_reference", "--raw_reference", "--raw_image_size", "--max_score_samples",
+)  # fmt: skip
+
+
+def finetune_command(argv: list[str], report: RankingReport) -> str | None:
+    """The `recipes/finetune.py` command line that linear-probes the best candidate on the same data, reusing the
+    features just cached (same data flags, frozen backbone, no augmentation); None when no candidate is worth it."""
+    best = next((r for r in report.results if r.kind == PRETRAINED), None)
+    if best is None or best.flagged:
+        return None
+    kept, skipping = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skipping = token.split("=", 1)[0] in _RANKING_ONLY
+        if not skipping:
+            kept.append(token)
+    model = ["--backbone", best.name] + (["--backbone_weights", best.weights] if best.weights else [])
+    flags = kept + model + ["--freeze", "backbone", "--no_augmentation", "--do_train", "--do_eval"]
+    return "python recipes/finetune.py " + " ".join(shlex.quote(str(f)) for f in flags) + " --output_dir <dir>"
+
+
 def plot_ranking(report: RankingReport, path: Path) -> None:
     """Bar chart of the ranking score per candidate (best on top) with each one's random-init score and the raw
     inputs' as references; with probes, a second panel of score against probe accuracy."""
@@ -576,6 +602,10 @@ def main(argv: list[str] | None = None) -> RankingReport:
         plot_ranking(report, out / "ranking.png")
         print(format_table(report))
         print(f"\nWrote {out / 'ranking.json'} and {out / 'ranking.png'}")
+        command = finetune_command(sys.argv[1:] if argv is None else argv, report)
+        if command:
+            print("\nLinear-probe the best candidate on the cached features (drop --freeze backbone to fine-tune):")
+            print(f"  {command}")
     return report
 
 

@@ -385,6 +385,41 @@ def test_rank_script_ranks_flags_and_validates(rank_data, tmp_path):
     assert "Reusing cached backbone features" in again.stdout + again.stderr
 
 
+def test_rank_script_prints_the_finetune_command_of_the_best_candidate():
+    import dataclasses
+    import shlex
+
+    rank = load_rank_script()
+    finetune = fixtures.load_recipe_script()
+    best = rank.CandidateResult("tf_efficientnet_lite1", "pretrained", "lite1.pth", 1280, {"logme": 0.5})
+    rows = [best, rank.CandidateResult("tf_efficientnet_lite0", "pretrained", "lite0.pth", 1280, {"logme": 0.4})]
+    report = rank.RankingReport("data/fmnist", 100, 0, "logme", rows)
+    argv = ["--dataset_name", "data/fmnist", "--backbone", "tf_efficientnet_lite0", "tf_efficientnet_lite1"]
+    argv += ["--backbone_weights", "lite0.pth", "lite1.pth", "--image_size", "64", "--max_train_samples", "1000"]
+    argv += ["--output_dir", "ranking", "--validate", "linear_probe", "--probe_c", "0.1", "1", "--seed", "3"]
+    command = rank.finetune_command(argv, report)
+    flags = shlex.split(command.replace("<dir>", "ft"))[2:]
+    assert flags[:8] == [
+        "--dataset_name",
+        "data/fmnist",
+        "--image_size",
+        "64",
+        "--max_train_samples",
+        "1000",
+        "--seed",
+        "3",
+    ]
+    assert flags[8:12] == ["--backbone", "tf_efficientnet_lite1", "--backbone_weights", "lite1.pth"]
+    model_args, data_args, training_args, *_ = finetune.parse_args(flags)  # the recipe takes every flag
+    assert model_args.freeze == "backbone" and data_args.no_augmentation and data_args.max_train_samples == 1000
+    # every ranking flag is either dropped or one the recipe takes too
+    recipe_flags = {f"--{a.dest}" for a in finetune.make_parser()._actions}
+    for f in dataclasses.fields(rank.RankingArguments):
+        assert f"--{f.name}" in rank._RANKING_ONLY or f"--{f.name}" in recipe_flags, f.name
+    best.flagged = True  # the best one is flagged: no command to run
+    assert rank.finetune_command(argv, report) is None
+
+
 def test_rank_script_ranks_a_saved_source_model_against_its_random_init(rank_data, tmp_path):
     """A source model fine-tuned on another task (a saved hf_transfer classifier) is a candidate: its random-init
     reference is its architecture from scratch, and LEEP / NCE read its own trained head."""
