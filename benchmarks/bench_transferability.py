@@ -600,12 +600,13 @@ def summarise(results: list[dict]) -> str:
         taus = [separated_tau(run["rows"], r["probing"]["accuracy"], r["probing"]["test"])[0] for run in r["rankings"]]
         if any(t is not None for t in taus):
             separated[r["target"]] = np.mean([t for t in taus if t is not None])
-    lines.append(
-        f"{'logme, separated pairs':22s} Kendall τ {np.mean(list(separated.values())):+.2f} ± "
-        f"{np.std(list(separated.values())):.2f}   over the pairs the probes tell apart ("
-        + ", ".join(f"{t} {v:+.2f}" for t, v in separated.items())
-        + ")"
-    )
+    if separated:
+        lines.append(
+            f"{'logme, separated pairs':22s} Kendall τ {np.mean(list(separated.values())):+.2f} ± "
+            f"{np.std(list(separated.values())):.2f}   over the pairs the probes tell apart ("
+            + ", ".join(f"{t} {v:+.2f}" for t, v in separated.items())
+            + ")"
+        )
     probing = sum(r["probing"]["seconds"]["cost"] for r in results)
     ranking = sum(
         np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]]) for r in results
