@@ -908,7 +908,6 @@ def load_backbones(spec: BackboneSpec) -> list[tuple[nn.Module, BackboneEntry]]:
             pairs = [(module, copy.deepcopy(stored)) for module, stored in zip(modules, config.backbones)]
             for _, stored in pairs:
                 stored["pretrained"] = bool(spec.pretrained)
-            for _, stored in pairs:
                 if stored["modality"] == "text":
                     # Its tokenizer is saved in that model's folder; `source` may be gone (a path at *its* training).
                     stored["processor_source"] = {"path": str(name), "input_suffix": stored["input_suffix"]}
