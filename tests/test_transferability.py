@@ -412,6 +412,7 @@ def test_rank_script_prints_the_finetune_command_of_the_best_candidate():
     assert flags[8:12] == ["--backbone", "tf_efficientnet_lite1", "--backbone_weights", "lite1.pth"]
     model_args, data_args, training_args, *_ = finetune.parse_args(flags)  # the recipe takes every flag
     assert model_args.freeze == "backbone" and data_args.no_augmentation and data_args.max_train_samples == 1000
+    assert training_args.num_train_epochs == 30 and training_args.learning_rate == 2e-3  # the probe's schedule
     # every ranking flag is either dropped or one the recipe takes too
     recipe_flags = {f"--{a.dest}" for a in finetune.make_parser()._actions}
     for f in dataclasses.fields(rank.RankingArguments):
