@@ -156,7 +156,8 @@ def build_sources(folder: Path, args, modalities: set[str]) -> dict[str, dict]:
     for source in (s for s in SOURCES if s.modality in modalities):
         out = folder / source.name
         if not (out / "source.json").exists():
-            data = write_splits({"train": source_dataset(source)}, folder / "data" / source.name)
+            rows = source_dataset(source)
+            data = write_splits({"train": rows}, folder / "data" / source.name)
             if source.modality == "image":
                 model = [
                     "--backbone",
@@ -179,7 +180,7 @@ def build_sources(folder: Path, args, modalities: set[str]) -> dict[str, dict]:
             record = {
                 "name": source.name,
                 "trained_on": source.trained_on,
-                "rows": len(source_dataset(source)),
+                "rows": len(rows),
                 "epochs": source.epochs,
                 "eval_accuracy": metrics.get("eval_accuracy"),
                 "seconds": time.perf_counter() - start,
@@ -333,18 +334,25 @@ def rank_target(target: str, pool, work: Path, args, seed: int, text_names, prob
     features = sum(r["seconds_features"] for r in rows)
     scoring = sum(r["seconds_scores"] for r in rows)
     logme = sum(r["seconds_per_score"].get("logme", 0.0) for r in rows)
-    cost = probing["seconds"]["cost"]
+    seconds = {"features": features, "scores": scoring, "logme": logme, "script_total": total}
     return {
         "seed": seed,
         "train": report.num_train_samples,
         "rows": rows,
         "kendall_tau": tau,
         "weighted_tau": weighted,
-        "seconds": {"features": features, "scores": scoring, "logme": logme, "script_total": total},
-        # in-process ratios: probing every candidate (features of train + test, probes) over ranking them
-        "probing_vs_ranking": cost / (features + scoring),
-        "probing_vs_ranking_logme": cost / (features + logme),
-        "probes_vs_scores": probing["seconds"]["probes"] / scoring,
+        "seconds": seconds,
+        **cost_ratios(probing["seconds"], seconds),
+    }
+
+
+def cost_ratios(probing: dict, ranking: dict) -> dict:
+    """In-process ratios of one ranking run: probing every candidate (features of train + test, probes) over ranking
+    them (features + every score, or + LogME alone), and the probes over the scores."""
+    return {
+        "probing_vs_ranking": probing["cost"] / (ranking["features"] + ranking["scores"]),
+        "probing_vs_ranking_logme": probing["cost"] / (ranking["features"] + ranking["logme"]),
+        "probes_vs_scores": probing["probes"] / ranking["scores"],
     }
 
 
@@ -419,10 +427,7 @@ def merge(base: list[dict], extra: list[dict], strict: bool = True) -> list[dict
             run["kendall_tau"], run["weighted_tau"] = correlations(run["rows"], probing["accuracy"])
             for key in ("features", "scores", "logme", "script_total"):
                 run["seconds"][key] += other["seconds"][key]
-            seconds = run["seconds"]
-            run["probing_vs_ranking"] = probing["seconds"]["cost"] / (seconds["features"] + seconds["scores"])
-            run["probing_vs_ranking_logme"] = probing["seconds"]["cost"] / (seconds["features"] + seconds["logme"])
-            run["probes_vs_scores"] = probing["seconds"]["probes"] / seconds["scores"]
+            run.update(cost_ratios(probing["seconds"], run["seconds"]))
         entry["notes"] = entry["notes"] + more["notes"]
         entry["sources"] = more.get("sources", [])
     return merged
@@ -528,6 +533,18 @@ def summarise(results: list[dict]) -> str:
     scores = sorted(
         {s for r in results for run in r["rankings"] for s in run["kendall_tau"]}, key=lambda s: (s != "logme", s)
     )
+    # per target: (tau per seed, pairs kept, pairs in all) over the pairs the probes tell apart
+    separated = {
+        r["target"]: [
+            separated_tau(run["rows"], r["probing"]["accuracy"], r["probing"]["test"]) for run in r["rankings"]
+        ]
+        for r in results
+    }
+    separated_mean = {
+        target: np.mean([t for t, _, _ in runs if t is not None])
+        for target, runs in separated.items()
+        if any(t is not None for t, _, _ in runs)
+    }
     for r in results:
         probing = r["probing"]
         lines.append(
@@ -559,11 +576,11 @@ def summarise(results: list[dict]) -> str:
             + ", ".join(f"{run['kendall_tau'].get('logme', float('nan')):+.2f}" for run in r["rankings"])
             + f"; LogME on the probes' {probing['train']} rows: τ {probing['logme_full_kendall_tau']:+.2f}"
         )
-        separated = [separated_tau(run["rows"], probing["accuracy"], probing["test"]) for run in r["rankings"]]
-        kept = [t for t, _, _ in separated if t is not None]
+        _, kept, pairs = separated[r["target"]][0]
+        mean = separated_mean.get(r["target"])
         lines.append(
             f"LogME τ over the pairs the probes tell apart (> 1.96 SE on {probing['test']} test rows; "
-            f"{separated[0][1]} of {separated[0][2]} pairs): " + (f"{np.mean(kept):+.2f}" if kept else "no pair")
+            f"{kept} of {pairs} pairs): " + (f"{mean:+.2f}" if mean is not None else "no pair")
         )
         ranking = np.mean([run["seconds"]["features"] + run["seconds"]["scores"] for run in r["rankings"]])
         lines.append(
@@ -595,17 +612,11 @@ def summarise(results: list[dict]) -> str:
             f"{np.std(wper):.2f}   (images {np.mean(image) if image else float('nan'):+.2f}, text "
             f"{np.mean(text) if text else float('nan'):+.2f}; {len(values)} targets)"
         )
-    separated = {}
-    for r in results:
-        taus = [separated_tau(run["rows"], r["probing"]["accuracy"], r["probing"]["test"])[0] for run in r["rankings"]]
-        if any(t is not None for t in taus):
-            separated[r["target"]] = np.mean([t for t in taus if t is not None])
-    if separated:
+    if separated_mean:
+        values = list(separated_mean.values())
         lines.append(
-            f"{'logme, separated pairs':22s} Kendall τ {np.mean(list(separated.values())):+.2f} ± "
-            f"{np.std(list(separated.values())):.2f}   over the pairs the probes tell apart ("
-            + ", ".join(f"{t} {v:+.2f}" for t, v in separated.items())
-            + ")"
+            f"{'logme, separated pairs':22s} Kendall τ {np.mean(values):+.2f} ± {np.std(values):.2f}   over the pairs "
+            "the probes tell apart (" + ", ".join(f"{t} {v:+.2f}" for t, v in separated_mean.items()) + ")"
         )
     probing = sum(r["probing"]["seconds"]["cost"] for r in results)
     ranking = sum(
