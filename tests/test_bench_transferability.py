@@ -144,3 +144,17 @@ def test_separated_tau_counts_only_the_pairs_the_probes_tell_apart(bench):
     tau, kept, _ = bench.separated_tau(rows, accuracy, n_test=10**7)  # enough rows: every gap is real
     assert kept == 3 and tau == pytest.approx(1 / 3)
     assert bench.separated_tau(rows, {"a": 0.8, "b": 0.8, "c": 0.8}, n_test=100)[0] is None
+
+
+def test_merge_flags_fail_before_any_work(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "build_sources", lambda *a, **k: pytest.fail("started building sources"))
+    monkeypatch.setattr("sys.argv", ["bench", "--merge_into", str(tmp_path / "base.json")])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "give --sources DIR" in capsys.readouterr().err
+    (tmp_path / "base.json").write_text('[{"target": "digits", "probing": {}, "rankings": []}]')
+    argv = ["bench", "--sources", str(tmp_path), "--merge_into", str(tmp_path / "base.json"), "--targets", "mnist"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "has no results for --targets ['mnist']" in capsys.readouterr().err
